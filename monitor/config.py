@@ -1,0 +1,435 @@
+"""``config.toml``: parsed once into a frozen, validated object tree.
+
+Every problem is reported as a :class:`ConfigError` naming the key path
+(``models[0].detectors[1].params.delta``) and the reason; unknown keys come
+with a "did you mean" hint. Secrets are ``"${ENV}"`` references resolved here
+into :class:`~monitor.secrets.Secret`, masked wherever the tree is printed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from monitor.secrets import Secret, SecretError, resolve_secret
+
+SCHEMA = "driftd.config/1"
+
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; ``str()`` names the key path and the reason."""
+
+
+class _Node(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class StorageConfig(_Node):
+    # SQLAlchemy URL. A relative SQLite path is relative to the working directory.
+    url: str = "sqlite:///driftd.db"
+    # Database password, injected into ``url`` at connect time (never in the file).
+    password: Secret | None = None
+
+
+class HttpConfig(_Node):
+    bind: str = "127.0.0.1:9108"
+    api_token: Secret | None = None
+
+    def __post_init__(self) -> None:
+        host, _, port = self.bind.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"http.bind must be HOST:PORT, got {self.bind!r}")
+
+    @property
+    def host(self) -> str:
+        return self.bind.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.bind.rpartition(":")[2])
+
+
+class LoggingConfig(_Node):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+    # One log line per distinct bad-input reason per this many seconds.
+    invalid_log_interval_seconds: NonNegative = 60.0
+
+
+class RuntimeConfig(_Node):
+    batch_size: PositiveInt = 2000
+    poll_timeout_seconds: Positive = 0.5
+    checkpoint_interval_seconds: Positive = 5.0
+    # When a finite source ends: how long to wait for pending deliveries.
+    drain_timeout_seconds: NonNegative = 30.0
+    # Per-model cap on model versions with live detector state (LRU beyond it).
+    max_versions_per_model: PositiveInt = 8
+
+
+class JoinConfig(_Node):
+    # Event time a prediction (or an early outcome) waits for its partner.
+    ttl_seconds: Positive = 86400.0
+    max_size: PositiveInt = 200_000
+
+
+class FileSourceConfig(_Node, tag="file", tag_field="type"):
+    name: Name
+    predictions: str | None = None
+    outcomes: str | None = None
+    format: Literal["auto", "jsonl", "csv", "parquet"] = "auto"
+    # 0 replays as fast as possible; 1.0 in event time; 60 is a minute per second.
+    speed: NonNegative = 0.0
+
+    def __post_init__(self) -> None:
+        if self.predictions is None and self.outcomes is None:
+            raise ValueError("a file source needs `predictions`, `outcomes` or both")
+
+
+SourceConfig = FileSourceConfig
+
+FEATURE_TYPES = ("numeric", "categorical")
+TARGET_GROUPS = ("numeric_features", "categorical_features", "score", "error")
+
+
+class DetectorSpec(_Node):
+    # Registry name, for example "adwin"; see ``detectors.registry``.
+    type: str
+    # "feature:NAME", "numeric_features", "categorical_features", "score" or "error".
+    on: list[str]
+    params: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class ModelConfig(_Node):
+    name: Name
+    task: Literal["classification", "regression"]
+    features: dict[str, Literal["numeric", "categorical"]]
+    # Which value is watched as the score: "score" or "probabilities.<class>".
+    score_field: str = "score"
+    detectors: list[DetectorSpec] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.features:
+            raise ValueError(f"model {self.name!r} declares no features")
+        if self.score_field != "score" and not self.score_field.startswith("probabilities."):
+            raise ValueError('score_field must be "score" or "probabilities.<class>"')
+
+    def numeric_features(self) -> list[str]:
+        return [f for f, t in self.features.items() if t == "numeric"]
+
+    def categorical_features(self) -> list[str]:
+        return [f for f, t in self.features.items() if t == "categorical"]
+
+
+class RuleConfig(_Node):
+    name: Name
+    # A model name or "*" for every model.
+    model: str = "*"
+    # Only signals of these detector types / targets count (empty: all).
+    detectors: list[str] = msgspec.field(default_factory=list)
+    targets: list[str] = msgspec.field(default_factory=list)
+    min_signals: PositiveInt = 1
+    window_seconds: Positive = 3600.0
+    cooldown_seconds: NonNegative = 3600.0
+    severity: Literal["warning", "critical"] = "warning"
+    actions: list[str] = msgspec.field(default_factory=list)
+    alerts: list[str] = msgspec.field(default_factory=list)
+
+
+class _Delivery(_Node):
+    max_attempts: PositiveInt = 5
+    backoff_seconds: Positive = 1.0
+    backoff_max_seconds: Positive = 300.0
+    timeout_seconds: Positive = 10.0
+
+
+class WebhookActionConfig(_Delivery, tag="webhook", tag_field="type"):
+    name: Name
+    url: str
+    signing_key: Secret
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"url must start with http:// or https://, got {self.url!r}")
+
+
+class CommandActionConfig(_Delivery, tag="command", tag_field="type"):
+    """Runs ``argv`` directly (never through a shell); the decision JSON on stdin."""
+
+    name: Name
+    argv: list[str]
+
+    def __post_init__(self) -> None:
+        if not self.argv:
+            raise ValueError("argv must name a program")
+
+
+ActionConfig = WebhookActionConfig | CommandActionConfig
+
+
+class LogAlertConfig(_Delivery, tag="log", tag_field="type"):
+    name: Name
+
+
+class SlackAlertConfig(_Delivery, tag="slack", tag_field="type"):
+    name: Name
+    # Either an incoming-webhook URL or a bot token (+ channel) for chat.postMessage.
+    webhook_url: Secret | None = None
+    token: Secret | None = None
+    channel: str | None = None
+    # Slack Web API base, for Slack-compatible endpoints and local receivers.
+    base_url: str = "https://slack.com/api/"
+
+    def __post_init__(self) -> None:
+        if (self.webhook_url is None) == (self.token is None):
+            raise ValueError("set exactly one of webhook_url or token")
+        if self.token is not None and not self.channel:
+            raise ValueError("token needs a channel")
+
+
+AlertConfig = LogAlertConfig | SlackAlertConfig
+
+
+class DriftdConfig(_Node):
+    schema: Literal["driftd.config/1"] = SCHEMA
+    storage: StorageConfig = msgspec.field(default_factory=StorageConfig)
+    http: HttpConfig = msgspec.field(default_factory=HttpConfig)
+    logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
+    runtime: RuntimeConfig = msgspec.field(default_factory=RuntimeConfig)
+    join: JoinConfig = msgspec.field(default_factory=JoinConfig)
+    sources: list[SourceConfig] = msgspec.field(default_factory=list)
+    models: list[ModelConfig] = msgspec.field(default_factory=list)
+    rules: list[RuleConfig] = msgspec.field(default_factory=list)
+    actions: list[ActionConfig] = msgspec.field(default_factory=list)
+    alerts: list[AlertConfig] = msgspec.field(default_factory=list)
+
+    def model(self, name: str) -> ModelConfig | None:
+        for m in self.models:
+            if m.name == name:
+                return m
+        return None
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> DriftdConfig:
+    """Read and validate ``path``; raise :class:`ConfigError` on any problem."""
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    try:
+        return parse_config(raw, environ)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+
+
+def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> DriftdConfig:
+    def dec_hook(typ: type, obj: object) -> object:
+        if typ is Secret:
+            try:
+                return resolve_secret(obj, environ)
+            except SecretError as exc:
+                raise ValueError(str(exc)) from None
+        raise NotImplementedError(typ)
+
+    try:
+        cfg = msgspec.convert(dict(raw), DriftdConfig, dec_hook=dec_hook)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_explain(str(exc), raw)) from None
+    _check_references(cfg)
+    return cfg
+
+
+_AT = re.compile(r"^(?P<msg>.*) - at `\$(?P<path>[^`]*)`$", re.S)
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<key>[^`]+)`$")
+
+
+def _explain(message: str, raw: Mapping[str, Any]) -> str:
+    """Rewrite msgspec's message as ``path: reason`` with hints."""
+    m = _AT.match(message)
+    if m is None:
+        return message
+    msg, path = m.group("msg"), m.group("path").lstrip(".")
+    unknown = _UNKNOWN.match(msg)
+    if unknown is not None:
+        key = unknown.group("key")
+        where = f"{path}.{key}" if path else key
+        valid = _fields_at(path, raw)
+        hint = difflib.get_close_matches(key, valid, n=1)
+        text = f"{where}: unknown key"
+        if hint:
+            text += f" (did you mean {hint[0]!r}?)"
+        if valid:
+            text += f"; valid keys: {', '.join(sorted(valid))}"
+        return text
+    if path.endswith(".type") or msg.startswith("Invalid value"):
+        tags = _tags_at(path)
+        if tags:
+            msg += f"; valid types: {', '.join(tags)}"
+    return f"{path or '<root>'}: {msg}"
+
+
+_TOKEN = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+
+
+def _walk(path: str, raw: Mapping[str, Any]) -> tuple[object, object]:
+    """Follow ``path`` through the raw data and the config types in step."""
+    typ: object = DriftdConfig
+    node: object = raw
+    for key, index in _TOKEN.findall("." + path if path and not path.startswith("[") else path):
+        typ = _unwrap(typ, node)
+        if index:
+            args = typing.get_args(typ)
+            typ = args[0] if args else Any
+            node = node[int(index)] if isinstance(node, list) else None
+        else:
+            hints = _hints(typ)
+            typ = hints.get(key, Any)
+            if isinstance(typ, type) and not issubclass(typ, msgspec.Struct):
+                typ = typ
+            elif typing.get_origin(typ) is dict:
+                typ = Any
+            node = node.get(key) if isinstance(node, Mapping) else None
+    return _unwrap(typ, node), node
+
+
+def _unwrap(typ: object, node: object) -> object:
+    """Pick the union member a raw mapping selects with its ``type`` tag."""
+    if typing.get_origin(typ) is Annotated:
+        typ = typing.get_args(typ)[0]
+    args = typing.get_args(typ)
+    if args and typing.get_origin(typ) not in (list, dict):
+        members = [a for a in args if isinstance(a, type) and issubclass(a, msgspec.Struct)]
+        tag = node.get("type") if isinstance(node, Mapping) else None
+        for member in members:
+            if member.__struct_config__.tag == tag:
+                return member
+        if len(members) == 1:
+            return members[0]
+    return typ
+
+
+def _hints(typ: object) -> dict[str, Any]:
+    if isinstance(typ, type) and issubclass(typ, msgspec.Struct):
+        return dict(typing.get_type_hints(typ, include_extras=True))
+    return {}
+
+
+def _fields_at(path: str, raw: Mapping[str, Any]) -> list[str]:
+    typ, _ = _walk(path, raw)
+    if isinstance(typ, type) and issubclass(typ, msgspec.Struct):
+        fields = list(typ.__struct_fields__)
+        if typ.__struct_config__.tag_field:
+            fields.append(typ.__struct_config__.tag_field)
+        return fields
+    return []
+
+
+def _tags_at(path: str) -> list[str]:
+    section = path.split("[", 1)[0].split(".", 1)[0]
+    union = {"sources": SourceConfig, "actions": ActionConfig, "alerts": AlertConfig}.get(section)
+    if union is None:
+        return []
+    members = typing.get_args(union) or (union,)
+    return [str(m.__struct_config__.tag) for m in members]
+
+
+def _check_references(cfg: DriftdConfig) -> None:
+    """Cross-field checks that one section alone cannot make."""
+    from detectors.registry import DETECTORS, make_detector
+
+    for section in ("sources", "models", "rules", "actions", "alerts"):
+        seen: set[str] = set()
+        for i, item in enumerate(getattr(cfg, section)):
+            if item.name in seen:
+                raise ConfigError(f"{section}[{i}].name: duplicate name {item.name!r}")
+            seen.add(item.name)
+    for mi, model in enumerate(cfg.models):
+        for di, spec in enumerate(model.detectors):
+            where = f"models[{mi}].detectors[{di}]"
+            if spec.type not in DETECTORS:
+                raise ConfigError(
+                    f"{where}.type: unknown detector {spec.type!r}; "
+                    f"valid: {', '.join(sorted(DETECTORS))}"
+                )
+            cls = DETECTORS[spec.type]
+            if not spec.on:
+                raise ConfigError(f"{where}.on: name at least one target")
+            for ti, target in enumerate(spec.on):
+                kind = target_kind(model, target)
+                if kind is None:
+                    raise ConfigError(
+                        f"{where}.on[{ti}]: unknown target {target!r}; use "
+                        + ", ".join(f"feature:{f}" for f in model.features)
+                        + ", "
+                        + ", ".join(TARGET_GROUPS)
+                    )
+                if kind not in cls.accepts(model.task):
+                    raise ConfigError(
+                        f"{where}.on[{ti}]: detector {spec.type!r} does not take "
+                        f"{kind} input (takes {', '.join(cls.accepts(model.task)) or 'nothing'} "
+                        f"for a {model.task} model)"
+                    )
+            try:
+                make_detector(spec.type, spec.params)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{where}.params: {exc}") from None
+    models = {m.name for m in cfg.models}
+    actions = {a.name for a in cfg.actions}
+    alerts = {a.name for a in cfg.alerts}
+    for ri, rule in enumerate(cfg.rules):
+        where = f"rules[{ri}]"
+        if rule.model != "*" and rule.model not in models:
+            raise ConfigError(f"{where}.model: unknown model {rule.model!r}")
+        for key, names, known in (("actions", rule.actions, actions), ("alerts", rule.alerts, alerts)):
+            for i, n in enumerate(names):
+                if n not in known:
+                    raise ConfigError(
+                        f"{where}.{key}[{i}]: unknown {key[:-1]} {n!r}; "
+                        f"defined: {', '.join(sorted(known)) or 'none'}"
+                    )
+        for i, d in enumerate(rule.detectors):
+            if d not in DETECTORS:
+                raise ConfigError(f"{where}.detectors[{i}]: unknown detector {d!r}")
+
+
+def target_kind(model: ModelConfig, target: str) -> str | None:
+    """The input kind of a detector target, or None if the target is unknown.
+
+    Kinds: "numeric", "categorical", "score", "error".
+    """
+    if target.startswith("feature:"):
+        return model.features.get(target[len("feature:") :])
+    return {
+        "numeric_features": "numeric",
+        "categorical_features": "categorical",
+        "score": "numeric",
+        "error": "error",
+    }.get(target)
+
+
+def to_builtins(cfg: DriftdConfig) -> dict[str, Any]:
+    """The normalized tree as plain data, secrets masked (for ``check-config``)."""
+
+    def enc_hook(obj: object) -> object:
+        if isinstance(obj, Secret):
+            return f"${{{obj.env}}} (set, masked)"
+        raise NotImplementedError(type(obj))
+
+    out = msgspec.to_builtins(cfg, enc_hook=enc_hook)
+    assert isinstance(out, dict)
+    return out

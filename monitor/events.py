@@ -1,0 +1,192 @@
+"""Prediction and outcome events: the wire schema, decoding and validation.
+
+Decoding is one msgspec pass (JSON bytes, or a row from a CSV/Parquet file)
+into a typed struct; :class:`ModelSchema` then checks the event against its
+model's declared features. Both are pure and safe to repeat. Any problem is an
+:class:`InvalidEvent` with a short ``code`` (a metric label) and a message that
+names the field.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from monitor.config import ModelConfig
+
+PREDICTIONS = "predictions"
+OUTCOMES = "outcomes"
+
+Scalar = float | str | bool
+
+
+class PredictionEvent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    model: str
+    model_version: str | int
+    prediction_id: str | int
+    # Epoch seconds, or an RFC 3339 string ("2026-01-31T12:00:00Z").
+    timestamp: float | datetime
+    features: dict[str, float | str | bool | None]
+    prediction: float | str | bool
+    score: float | None = None
+    probabilities: dict[str, float] | None = None
+
+
+class OutcomeEvent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    model: str
+    prediction_id: str | int
+    timestamp: float | datetime
+    label: float | str | bool
+
+
+class InvalidEvent(ValueError):
+    """A record that cannot be processed; ``code`` is a low-cardinality reason."""
+
+    def __init__(self, code: str, message: str, model: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.model = model
+
+
+_DECODERS = {
+    PREDICTIONS: msgspec.json.Decoder(PredictionEvent),
+    OUTCOMES: msgspec.json.Decoder(OutcomeEvent),
+}
+_TYPES: dict[str, type[msgspec.Struct]] = {PREDICTIONS: PredictionEvent, OUTCOMES: OutcomeEvent}
+
+
+def decode(stream: str, value: bytes | Mapping[str, Any]) -> PredictionEvent | OutcomeEvent:
+    """Decode one record of ``stream`` ("predictions" or "outcomes").
+
+    ``value`` is JSON bytes (Kafka, JSONL) or an already split row (CSV,
+    Parquet), whose strings are converted where the schema wants numbers.
+    """
+    try:
+        if isinstance(value, bytes | bytearray | memoryview):
+            event = _DECODERS[stream].decode(value)
+        else:
+            event = msgspec.convert(value, _TYPES[stream], strict=False)
+    except msgspec.DecodeError as exc:
+        raise InvalidEvent("malformed", f"not valid JSON: {exc}") from None
+    except msgspec.ValidationError as exc:
+        raise InvalidEvent("schema", _path_message(str(exc))) from None
+    return event  # type: ignore[return-value]
+
+
+def _path_message(message: str) -> str:
+    # msgspec says "Expected `str`, got `int` - at `$.model`": put the field first.
+    text, sep, path = message.rpartition(" - at `$.")
+    if not sep:
+        return message
+    return f"{path.rstrip('`')}: {text}"
+
+
+def epoch_seconds(ts: float | datetime) -> float:
+    """Event time as epoch seconds; a naive datetime is taken as UTC."""
+    if isinstance(ts, datetime):
+        if ts.tzinfo is None:
+            ts = ts.replace(tzinfo=UTC)
+        return ts.timestamp()
+    if not math.isfinite(ts):
+        raise InvalidEvent("non_finite", f"timestamp: must be finite, got {ts!r}")
+    return ts
+
+
+def category_key(value: Scalar) -> str:
+    """The canonical string of a categorical value (1, 1.0 and "1" agree)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+class ModelSchema:
+    """Checks events of one model against its configuration.
+
+    Built once per model at start; ``check_prediction`` is on the hot path.
+    """
+
+    __slots__ = ("all_features", "categorical", "config", "numeric", "probability_key", "task")
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = config
+        self.task = config.task
+        self.numeric = tuple(config.numeric_features())
+        self.categorical = tuple(config.categorical_features())
+        self.all_features = frozenset(config.features)
+        self.probability_key = (
+            config.score_field.split(".", 1)[1] if config.score_field != "score" else None
+        )
+
+    def check_prediction(
+        self, event: PredictionEvent
+    ) -> tuple[list[float | None], list[str | None], float | None, int]:
+        """Numeric values, categorical values, the score, and unexpected-feature count.
+
+        A missing feature, ``null`` or NaN is ``None`` (a data-quality count,
+        not an error); a value of the wrong type or ±inf is an error.
+        """
+        features = event.features
+        numeric: list[float | None] = []
+        for name in self.numeric:
+            v = features.get(name)
+            if v is None:
+                numeric.append(None)
+            elif type(v) is float:
+                if v != v:  # NaN from a CSV/Parquet cell: missing
+                    numeric.append(None)
+                elif v in (math.inf, -math.inf):
+                    raise InvalidEvent("non_finite", f"features.{name}: must be finite", event.model)
+                else:
+                    numeric.append(v)
+            else:
+                raise InvalidEvent(
+                    "feature_type",
+                    f"features.{name}: numeric feature got {type(v).__name__} {v!r}",
+                    event.model,
+                )
+        categorical: list[str | None] = []
+        for name in self.categorical:
+            c = features.get(name)
+            if c is None or (type(c) is float and c != c):
+                categorical.append(None)
+            else:
+                categorical.append(category_key(c))
+        keys = features.keys()
+        unexpected = 0 if keys <= self.all_features else len(keys - self.all_features)
+        return numeric, categorical, self._score(event), unexpected
+
+    def _score(self, event: PredictionEvent) -> float | None:
+        if self.probability_key is not None:
+            probs = event.probabilities
+            score = probs.get(self.probability_key) if probs is not None else None
+        else:
+            score = event.score
+        if score is not None and not math.isfinite(score):
+            raise InvalidEvent("non_finite", "score: must be finite", event.model)
+        if self.task == "regression" and event.prediction is not None:
+            p = event.prediction
+            if isinstance(p, bool) or not isinstance(p, float):
+                raise InvalidEvent(
+                    "prediction_type",
+                    f"prediction: a regression model predicts a number, got {p!r}",
+                    event.model,
+                )
+            if not math.isfinite(p):
+                raise InvalidEvent("non_finite", "prediction: must be finite", event.model)
+        return score
+
+    def error(self, prediction: Scalar, label: Scalar) -> float:
+        """The per-event error: 0/1 for classification, |p - y| for regression."""
+        if self.task == "classification":
+            return 0.0 if category_key(prediction) == category_key(label) else 1.0
+        if isinstance(label, bool) or not isinstance(label, float) or not math.isfinite(label):
+            raise InvalidEvent("label_type", f"label: a regression label must be a finite number, got {label!r}")
+        return abs(float(prediction) - label)
