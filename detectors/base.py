@@ -86,7 +86,7 @@ class RiverBacked(StreamDetector):
     def update(self, x: Any) -> bool:
         d = self._d
         d.update(x)
-        return d.drift_detected  # type: ignore[no-any-return]
+        return d.drift_detected
 
     @property
     def drift_detected(self) -> bool:

@@ -53,7 +53,9 @@ class CategoryChi2(StreamDetector):
         self.window_size = check_positive("window_size", window_size, integer=True)
         self.test_every = check_positive("test_every", test_every, integer=True)
         self.alpha = check_open_unit("alpha", alpha)
-        self.max_categories = check_positive("max_categories", max_categories, integer=True, minimum=1)
+        self.max_categories = check_positive(
+            "max_categories", max_categories, integer=True, minimum=1
+        )
         self._reference: Counter[str] = Counter()
         self._n_reference = 0
         self._window: deque[str] = deque()

@@ -10,7 +10,7 @@ from detectors._binary import BinaryErrorDetector
 from detectors.base import check_open_unit
 
 
-class HDDM_A(BinaryErrorDetector):  # noqa: N801 - the algorithm's published name
+class HDDM_A(BinaryErrorDetector):
     """Detects a rise (or, two-sided, any change) of a classifier's error rate.
 
     >>> import random

@@ -10,7 +10,7 @@ from detectors._binary import BinaryErrorDetector
 from detectors.base import check_open_unit
 
 
-class HDDM_W(BinaryErrorDetector):  # noqa: N801 - the algorithm's published name
+class HDDM_W(BinaryErrorDetector):
     """Detects a rise of a classifier's error rate, weighting recent errors more.
 
     >>> import random
@@ -41,5 +41,7 @@ class HDDM_W(BinaryErrorDetector):  # noqa: N801 - the algorithm's published nam
 
     def statistic(self) -> tuple[str, float]:
         total = getattr(self._d, "_total", None)
-        value = getattr(total, "EWMA_estimator", float("nan")) if total is not None else float("nan")
+        value = (
+            getattr(total, "EWMA_estimator", float("nan")) if total is not None else float("nan")
+        )
         return ("error_rate", float(value))

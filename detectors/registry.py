@@ -18,8 +18,7 @@ from detectors.kswin import KSWIN
 from detectors.page_hinkley import PageHinkley
 
 DETECTORS: Mapping[str, type[StreamDetector]] = {
-    cls.name: cls
-    for cls in (ADWIN, PageHinkley, KSWIN, CategoryChi2, DDM, EDDM, HDDM_A, HDDM_W)
+    cls.name: cls for cls in (ADWIN, PageHinkley, KSWIN, CategoryChi2, DDM, EDDM, HDDM_A, HDDM_W)
 }
 
 
@@ -39,7 +38,9 @@ def make_detector(name: str, params: Mapping[str, Any]) -> StreamDetector:
     """
     cls = DETECTORS.get(name)
     if cls is None:
-        raise ValueError(f"unknown detector {name!r}{_hint(name, DETECTORS)}; valid: {', '.join(sorted(DETECTORS))}")
+        raise ValueError(
+            f"unknown detector {name!r}{_hint(name, DETECTORS)}; valid: {', '.join(sorted(DETECTORS))}"
+        )
     valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     for key in params:
         if key not in valid:

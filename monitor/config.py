@@ -36,14 +36,14 @@ class _Node(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     pass
 
 
-class StorageConfig(_Node):
+class StorageConfig(_Node, frozen=True):
     # SQLAlchemy URL. A relative SQLite path is relative to the working directory.
     url: str = "sqlite:///driftd.db"
     # Database password, injected into ``url`` at connect time (never in the file).
     password: Secret | None = None
 
 
-class HttpConfig(_Node):
+class HttpConfig(_Node, frozen=True):
     bind: str = "127.0.0.1:9108"
     api_token: Secret | None = None
 
@@ -61,14 +61,14 @@ class HttpConfig(_Node):
         return int(self.bind.rpartition(":")[2])
 
 
-class LoggingConfig(_Node):
+class LoggingConfig(_Node, frozen=True):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
     # One log line per distinct bad-input reason per this many seconds.
     invalid_log_interval_seconds: NonNegative = 60.0
 
 
-class RuntimeConfig(_Node):
+class RuntimeConfig(_Node, frozen=True):
     batch_size: PositiveInt = 2000
     poll_timeout_seconds: Positive = 0.5
     checkpoint_interval_seconds: Positive = 5.0
@@ -78,13 +78,13 @@ class RuntimeConfig(_Node):
     max_versions_per_model: PositiveInt = 8
 
 
-class JoinConfig(_Node):
+class JoinConfig(_Node, frozen=True):
     # Event time a prediction (or an early outcome) waits for its partner.
     ttl_seconds: Positive = 86400.0
     max_size: PositiveInt = 200_000
 
 
-class FileSourceConfig(_Node, tag="file", tag_field="type"):
+class FileSourceConfig(_Node, tag="file", tag_field="type", frozen=True):
     name: Name
     predictions: str | None = None
     outcomes: str | None = None
@@ -103,7 +103,7 @@ FEATURE_TYPES = ("numeric", "categorical")
 TARGET_GROUPS = ("numeric_features", "categorical_features", "score", "error")
 
 
-class DetectorSpec(_Node):
+class DetectorSpec(_Node, frozen=True):
     # Registry name, for example "adwin"; see ``detectors.registry``.
     type: str
     # "feature:NAME", "numeric_features", "categorical_features", "score" or "error".
@@ -111,7 +111,7 @@ class DetectorSpec(_Node):
     params: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-class ModelConfig(_Node):
+class ModelConfig(_Node, frozen=True):
     name: Name
     task: Literal["classification", "regression"]
     features: dict[str, Literal["numeric", "categorical"]]
@@ -132,7 +132,7 @@ class ModelConfig(_Node):
         return [f for f, t in self.features.items() if t == "categorical"]
 
 
-class RuleConfig(_Node):
+class RuleConfig(_Node, frozen=True):
     name: Name
     # A model name or "*" for every model.
     model: str = "*"
@@ -147,14 +147,14 @@ class RuleConfig(_Node):
     alerts: list[str] = msgspec.field(default_factory=list)
 
 
-class _Delivery(_Node):
+class _Delivery(_Node, kw_only=True, frozen=True):
     max_attempts: PositiveInt = 5
     backoff_seconds: Positive = 1.0
     backoff_max_seconds: Positive = 300.0
     timeout_seconds: Positive = 10.0
 
 
-class WebhookActionConfig(_Delivery, tag="webhook", tag_field="type"):
+class WebhookActionConfig(_Delivery, tag="webhook", tag_field="type", kw_only=True, frozen=True):
     name: Name
     url: str
     signing_key: Secret
@@ -165,7 +165,7 @@ class WebhookActionConfig(_Delivery, tag="webhook", tag_field="type"):
             raise ValueError(f"url must start with http:// or https://, got {self.url!r}")
 
 
-class CommandActionConfig(_Delivery, tag="command", tag_field="type"):
+class CommandActionConfig(_Delivery, tag="command", tag_field="type", kw_only=True, frozen=True):
     """Runs ``argv`` directly (never through a shell); the decision JSON on stdin."""
 
     name: Name
@@ -179,11 +179,11 @@ class CommandActionConfig(_Delivery, tag="command", tag_field="type"):
 ActionConfig = WebhookActionConfig | CommandActionConfig
 
 
-class LogAlertConfig(_Delivery, tag="log", tag_field="type"):
+class LogAlertConfig(_Delivery, tag="log", tag_field="type", kw_only=True, frozen=True):
     name: Name
 
 
-class SlackAlertConfig(_Delivery, tag="slack", tag_field="type"):
+class SlackAlertConfig(_Delivery, tag="slack", tag_field="type", kw_only=True, frozen=True):
     name: Name
     # Either an incoming-webhook URL or a bot token (+ channel) for chat.postMessage.
     webhook_url: Secret | None = None
@@ -202,8 +202,8 @@ class SlackAlertConfig(_Delivery, tag="slack", tag_field="type"):
 AlertConfig = LogAlertConfig | SlackAlertConfig
 
 
-class DriftdConfig(_Node):
-    schema: Literal["driftd.config/1"] = SCHEMA
+class DriftdConfig(_Node, frozen=True):
+    schema: Literal["driftd.config/1"] = "driftd.config/1"
     storage: StorageConfig = msgspec.field(default_factory=StorageConfig)
     http: HttpConfig = msgspec.field(default_factory=HttpConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
@@ -395,7 +395,10 @@ def _check_references(cfg: DriftdConfig) -> None:
         where = f"rules[{ri}]"
         if rule.model != "*" and rule.model not in models:
             raise ConfigError(f"{where}.model: unknown model {rule.model!r}")
-        for key, names, known in (("actions", rule.actions, actions), ("alerts", rule.alerts, alerts)):
+        for key, names, known in (
+            ("actions", rule.actions, actions),
+            ("alerts", rule.alerts, alerts),
+        ):
             for i, n in enumerate(names):
                 if n not in known:
                     raise ConfigError(

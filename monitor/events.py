@@ -52,7 +52,7 @@ class InvalidEvent(ValueError):
         self.model = model
 
 
-_DECODERS = {
+_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
     PREDICTIONS: msgspec.json.Decoder(PredictionEvent),
     OUTCOMES: msgspec.json.Decoder(OutcomeEvent),
 }
@@ -67,14 +67,14 @@ def decode(stream: str, value: bytes | Mapping[str, Any]) -> PredictionEvent | O
     """
     try:
         if isinstance(value, bytes | bytearray | memoryview):
-            event = _DECODERS[stream].decode(value)
+            event: Any = _DECODERS[stream].decode(value)
         else:
             event = msgspec.convert(value, _TYPES[stream], strict=False)
     except msgspec.DecodeError as exc:
         raise InvalidEvent("malformed", f"not valid JSON: {exc}") from None
     except msgspec.ValidationError as exc:
         raise InvalidEvent("schema", _path_message(str(exc))) from None
-    return event  # type: ignore[return-value]
+    return event
 
 
 def _path_message(message: str) -> str:
@@ -143,7 +143,9 @@ class ModelSchema:
                 if v != v:  # NaN from a CSV/Parquet cell: missing
                     numeric.append(None)
                 elif v in (math.inf, -math.inf):
-                    raise InvalidEvent("non_finite", f"features.{name}: must be finite", event.model)
+                    raise InvalidEvent(
+                        "non_finite", f"features.{name}: must be finite", event.model
+                    )
                 else:
                     numeric.append(v)
             else:
@@ -188,5 +190,7 @@ class ModelSchema:
         if self.task == "classification":
             return 0.0 if category_key(prediction) == category_key(label) else 1.0
         if isinstance(label, bool) or not isinstance(label, float) or not math.isfinite(label):
-            raise InvalidEvent("label_type", f"label: a regression label must be a finite number, got {label!r}")
+            raise InvalidEvent(
+                "label_type", f"label: a regression label must be a finite number, got {label!r}"
+            )
         return abs(float(prediction) - label)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 P = TypeVar("P")
-O = TypeVar("O")
+Q = TypeVar("Q")
 
 
 @dataclass
@@ -27,7 +27,7 @@ class JoinStats:
 
 
 @dataclass
-class JoinBuffer(Generic[P, O]):
+class JoinBuffer(Generic[P, Q]):
     """Holds whichever side of a (prediction, outcome) pair arrived first.
 
     Keys are ``(model, prediction_id)``. Time is event time: an entry expires
@@ -41,7 +41,7 @@ class JoinBuffer(Generic[P, O]):
     max_size: int
     stats: JoinStats = field(default_factory=JoinStats)
     _predictions: OrderedDict[Any, tuple[float, P]] = field(default_factory=OrderedDict)
-    _outcomes: OrderedDict[Any, tuple[float, O]] = field(default_factory=OrderedDict)
+    _outcomes: OrderedDict[Any, tuple[float, Q]] = field(default_factory=OrderedDict)
     _watermark: float = float("-inf")
 
     def __len__(self) -> int:
@@ -55,7 +55,7 @@ class JoinBuffer(Generic[P, O]):
     def waiting_outcomes(self) -> int:
         return len(self._outcomes)
 
-    def add_prediction(self, key: Any, ts: float, prediction: P) -> O | None:
+    def add_prediction(self, key: Any, ts: float, prediction: P) -> Q | None:
         """Store a prediction; return its outcome if that was already waiting."""
         waiting = self._outcomes.pop(key, None)
         if waiting is not None:
@@ -65,7 +65,7 @@ class JoinBuffer(Generic[P, O]):
         self._advance(ts)
         return None
 
-    def add_outcome(self, key: Any, ts: float, outcome: O) -> P | None:
+    def add_outcome(self, key: Any, ts: float, outcome: Q) -> P | None:
         """Match an outcome to its prediction, or keep it until the prediction comes."""
         waiting = self._predictions.pop(key, None)
         if waiting is not None:

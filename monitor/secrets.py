@@ -54,7 +54,7 @@ def resolve_secret(raw: object, environ: Mapping[str, str] | None = None) -> Sec
     """
     env = os.environ if environ is None else environ
     if not isinstance(raw, str):
-        raise SecretError(f"expected a string \"${{ENV_NAME}}\", got {type(raw).__name__}")
+        raise SecretError(f'expected a string "${{ENV_NAME}}", got {type(raw).__name__}')
     match = _REF.match(raw)
     if match is None:
         raise SecretError(

@@ -1,0 +1,348 @@
+"""Wiring and the run loop.
+
+The loop: poll a batch from each source, run it through the pipeline, write
+what it derived (dead letters, signals, decisions with their outbox rows) in
+one transaction, update metrics; every ``checkpoint_interval_seconds`` write
+the pipeline state and the positions it reflects in one transaction, then
+tell the source (Kafka commits). A stop request (SIGTERM, SIGINT) only sets a
+flag: the loop finishes the batch in hand, checkpoints and closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine
+
+from alerts.registry import make_channel
+from connectors.base import Source
+from connectors.registry import make_source
+from monitor.config import DriftdConfig
+from monitor.dispatcher import Dispatcher
+from monitor.http import HttpServer
+from monitor.logs import RateLimitedLog
+from monitor.metrics import Metrics
+from monitor.pipeline import (
+    STATE_VERSION,
+    BatchOutput,
+    Pipeline,
+    decision_payload,
+    iter_signal_rows,
+)
+from monitor.store import Checkpoint, DecisionRow, Store, make_engine
+from triggers.base import Deliverer
+from triggers.registry import make_action
+
+log = logging.getLogger("driftd")
+RULES_KEY = "rules"
+
+
+def shard_key(source: str, shard: int) -> str:
+    return f"shard/{source}/{shard}"
+
+
+@dataclass
+class _SourceState:
+    source: Source
+    positions: dict[str, int] = field(default_factory=dict)
+    partition_shard: dict[str, int] = field(default_factory=dict)
+    dirty: set[int] = field(default_factory=set)
+
+
+class Daemon:
+    """One driftd process. Everything it is handed (engine, registry, sources)
+    it uses and leaves open; what it makes itself it closes."""
+
+    def __init__(
+        self,
+        config: DriftdConfig,
+        *,
+        engine: Engine | None = None,
+        registry: CollectorRegistry | None = None,
+        sources: Sequence[Source] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = Metrics(self.registry)
+        self.metrics.build_info.info({"version": _version()})
+        self._own_engine = engine is None
+        pw = config.storage.password.reveal() if config.storage.password else None
+        self.engine = engine if engine is not None else make_engine(config.storage.url, pw)
+        self.store = Store(self.engine, clock=clock)
+        self.pipeline = Pipeline(config)
+        made = sources is None
+        self._own_sources = made
+        self.sources = [
+            _SourceState(s)
+            for s in (sources if sources is not None else [make_source(c) for c in config.sources])
+        ]
+        targets: dict[tuple[str, str], Deliverer] = {}
+        for a in config.actions:
+            targets[("action", a.name)] = make_action(a)
+        for c in config.alerts:
+            targets[("alert", c.name)] = make_channel(c)
+        self.dispatcher = Dispatcher(self.store, targets, self.metrics, clock=clock)
+        self._clock = clock
+        self._stop = threading.Event()
+        self._heartbeat = time.monotonic()
+        self._invalid_log = RateLimitedLog(
+            logging.getLogger("driftd.input"), config.logging.invalid_log_interval_seconds
+        )
+        self.http: HttpServer | None = None
+        self._exported: dict[tuple[str, str], int] = {}
+
+    # -- control --------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Ask the loop to stop after the batch in hand. Safe from a signal handler."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def health(self) -> tuple[bool, str]:
+        age = time.monotonic() - self._heartbeat
+        limit = max(30.0, 20 * self.config.runtime.poll_timeout_seconds)
+        return (age < limit, f"loop heartbeat {age:.1f}s ago")
+
+    def ready(self) -> tuple[bool, str]:
+        for st in self.sources:
+            if not st.source.ready():
+                return (False, f"source {st.source.name} not connected")
+        if not self.store.ping():
+            return (False, "store unreachable")
+        return (True, "ok")
+
+    # -- lifecycle ------------------------------------------------------------
+    def run(self, *, keep_serving: bool = False, serve_http: bool = True) -> int:
+        """Run until the sources end (files) or a stop is requested. Blocks."""
+        self.store.create_schema()
+        self._restore()
+        if serve_http:
+            self.http = HttpServer(
+                self.config.http.host, self.config.http.port, self.registry, self.health, self.ready
+            )
+            self.http.start()
+        self.dispatcher.start()
+        try:
+            for st in self.sources:
+                st.source.open(st.positions)
+            self._loop()
+            self.checkpoint()
+            if all(st.source.exhausted for st in self.sources):
+                log.info(
+                    "replay finished; waiting up to %.0fs for deliveries",
+                    self.config.runtime.drain_timeout_seconds,
+                )
+                if not self.dispatcher.drain(self.config.runtime.drain_timeout_seconds):
+                    log.warning(
+                        "%d deliveries still pending; they resume on the next start",
+                        self.store.pending_deliveries(),
+                    )
+            self._print_summary()
+            if keep_serving and not self._stop.is_set():
+                log.info("keep-serving: /metrics stays up until SIGTERM/SIGINT")
+                while not self._stop.wait(0.5):
+                    self._heartbeat = time.monotonic()
+        finally:
+            self.close()
+        return 0
+
+    def close(self) -> None:
+        self.dispatcher.stop()
+        if self.http is not None:
+            self.http.stop()
+            self.http = None
+        if self._own_sources:
+            for st in self.sources:
+                st.source.close()
+        if self._own_engine:
+            self.engine.dispose()
+
+    def _restore(self) -> None:
+        for st in self.sources:
+            for cp in self.store.load_checkpoints(f"shard/{st.source.name}/"):
+                if cp.state_version != STATE_VERSION:
+                    log.warning(
+                        "checkpoint %s has state version %d (want %d): starting it fresh",
+                        cp.key,
+                        cp.state_version,
+                        STATE_VERSION,
+                    )
+                    continue
+                n = int(cp.key.rsplit("/", 1)[1])
+                self.pipeline.load_shard((st.source.name, n), cp.state)
+                st.positions.update(cp.positions)
+                st.partition_shard.update({p: n for p in cp.positions})
+                log.info("restored %s at %s", cp.key, dict(cp.positions))
+        for cp in self.store.load_checkpoints(RULES_KEY):
+            if cp.key == RULES_KEY and cp.state_version == STATE_VERSION:
+                self.pipeline.load_rules(cp.state)
+
+    def _loop(self) -> None:
+        cfg = self.config.runtime
+        next_checkpoint = time.monotonic() + cfg.checkpoint_interval_seconds
+        while not self._stop.is_set():
+            self._heartbeat = time.monotonic()
+            active = [st for st in self.sources if not st.source.exhausted]
+            if not active:
+                break
+            for st in active:
+                records = st.source.poll(cfg.batch_size, cfg.poll_timeout_seconds)
+                if records:
+                    self._process(st, records)
+                if st.source.exhausted:
+                    self.metrics.source_exhausted.labels(st.source.name).set(1)
+            if time.monotonic() >= next_checkpoint:
+                self.checkpoint()
+                next_checkpoint = time.monotonic() + cfg.checkpoint_interval_seconds
+
+    def _process(self, st: _SourceState, records: Sequence[object]) -> None:
+        t0 = time.perf_counter()
+        out = self.pipeline.process(records, st.source.name)  # type: ignore[arg-type]
+        rows = [
+            DecisionRow(
+                d.idempotency_key,
+                d.rule,
+                d.model,
+                d.model_version,
+                d.severity,
+                d.event_time,
+                decision_payload(d),
+                [("action", a) for a in d.actions] + [("alert", a) for a in d.alerts],
+            )
+            for d in out.decisions
+        ]
+        written = self.store.write_batch(out.dead, iter_signal_rows(out.signals), rows)
+        st.positions.update(out.positions)
+        st.partition_shard.update(out.shards)
+        st.dirty.update(out.shards.values())
+        self._report(out, written.decisions)
+        elapsed = time.perf_counter() - t0
+        self.metrics.batch_seconds.observe(elapsed)
+        self.metrics.event_seconds.observe(elapsed / len(records))
+
+    def _report(self, out: BatchOutput, new_decisions: list[str]) -> None:
+        m = self.metrics
+        for key, n in out.counts.items():
+            kind = key[0]
+            if kind == "events":
+                m.events.labels(key[1], key[2]).inc(n)
+            elif kind == "invalid":
+                m.invalid.labels(key[1], key[2], key[3]).inc(n)
+            elif kind == "updates":
+                m.detector_updates.labels(key[1], "all").inc(n)
+            elif kind == "missing":
+                m.missing_values.labels(key[1]).inc(n)
+            elif kind == "unexpected":
+                m.unexpected_features.labels(key[1]).inc(n)
+        for dl in out.dead:
+            m.dead_letters.labels(dl.model or "unknown", dl.stream).inc()
+            self._invalid_log.warning(
+                f"{dl.stream}:{dl.reason_code}",
+                "bad %s record at %s@%d: %s",
+                dl.stream,
+                dl.partition,
+                dl.offset,
+                dl.reason,
+            )
+        for s in out.signals:
+            m.signals.labels(s.model, s.model_version, s.target, s.detector).inc()
+            log.info(
+                "drift detected: model=%s version=%s target=%s detector=%s %s=%.4g at event %d",
+                s.model,
+                s.model_version,
+                s.target,
+                s.detector,
+                s.statistic,
+                s.value,
+                s.position,
+                extra={"model": s.model, "model_version": s.model_version},
+            )
+        fresh = set(new_decisions)
+        for d in out.decisions:
+            outcome = "fired" if d.idempotency_key in fresh else "replayed"
+            m.decisions.labels(d.rule, d.model, outcome).inc()
+            if outcome == "fired":
+                log.warning(
+                    "decision %s: rule %s fired for %s %s on %d signal(s); actions: %s; alerts: %s",
+                    d.idempotency_key,
+                    d.rule,
+                    d.model,
+                    d.model_version,
+                    len(d.signals),
+                    ", ".join(d.actions) or "none",
+                    ", ".join(d.alerts) or "none",
+                    extra={"decision": d.idempotency_key, "model": d.model, "rule": d.rule},
+                )
+        preds, outs = self.pipeline.join_sizes()
+        m.join_buffer.labels("predictions").set(preds)
+        m.join_buffer.labels("outcomes").set(outs)
+        if fresh:
+            self.dispatcher.wake()
+
+    def checkpoint(self) -> None:
+        """Write every changed shard's state with its positions, and the rules'
+        state, in one transaction; then let the sources commit. Safe to repeat."""
+        t0 = time.perf_counter()
+        cps: list[Checkpoint] = []
+        for st in self.sources:
+            name = st.source.name
+            for n in sorted(st.dirty):
+                positions = {
+                    p: o for p, o in st.positions.items() if st.partition_shard.get(p) == n
+                }
+                cps.append(
+                    Checkpoint(
+                        shard_key(name, n),
+                        positions,
+                        self.pipeline.dump_shard((name, n)),
+                        STATE_VERSION,
+                    )
+                )
+        cps.append(Checkpoint(RULES_KEY, {}, self.pipeline.dump_rules(), STATE_VERSION))
+        self.store.save_checkpoints(cps)
+        for st in self.sources:
+            if st.dirty:
+                st.source.commit(dict(st.positions))
+            st.dirty.clear()
+        self._export_join_stats()
+        self.metrics.checkpoint_seconds.observe(time.perf_counter() - t0)
+        self.metrics.last_checkpoint.set(self._clock())
+
+    def _export_join_stats(self) -> None:
+        # The pipeline keeps running totals (they are checkpointed state);
+        # counters get what was added since the last export.
+        totals = {("join", k): v for k, v in self.pipeline.join_stats().items()}
+        totals.update({("suppressed", r.name): r.suppressed for r in self.pipeline.rules})
+        for key, value in totals.items():
+            delta = value - self._exported.get(key, 0)
+            if delta > 0:
+                if key[0] == "join":
+                    self.metrics.join_events.labels(key[1]).inc(delta)
+                else:
+                    self.metrics.decisions.labels(key[1], "*", "suppressed").inc(delta)
+            self._exported[key] = value
+
+    def _print_summary(self) -> None:
+        from monitor.summary import render_summary
+
+        print(
+            render_summary(self.store, self.pipeline.totals(), self.pipeline.join_stats()),
+            flush=True,
+        )
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("driftd")
+    except Exception:
+        return "dev"

@@ -1,0 +1,383 @@
+"""The per-event path: decode, validate, detect, join; then rules.
+
+Processing steps, each pure (no I/O, no clock) and therefore safe to repeat
+from a checkpoint:
+
+1. ``Pipeline.process(records)`` decodes and validates every record, feeds
+   valid predictions to the detectors of their model version, joins
+   outcomes to predictions and feeds the error stream. It returns a
+   :class:`BatchOutput`: dead letters, signals, decisions and counts.
+2. The run loop (``monitor.daemon``) writes the output to the store in one
+   transaction and updates the metrics.
+
+State lives in :class:`ShardState` objects (one per shard: a file replay has
+one, Kafka one per partition), plus the rules' state. All of it pickles, so a
+checkpoint is the pickled state next to the source positions it reflects.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors.base import OUTCOMES, PREDICTIONS, Record
+from detectors.base import StreamDetector
+from detectors.registry import make_detector
+from monitor.config import DriftdConfig, ModelConfig, target_kind
+from monitor.events import (
+    InvalidEvent,
+    ModelSchema,
+    OutcomeEvent,
+    PredictionEvent,
+    decode,
+    epoch_seconds,
+)
+from monitor.join import JoinBuffer
+from monitor.store import DeadLetter
+from triggers.base import Decision, Rule, Signal
+from triggers.registry import make_rule
+
+STATE_VERSION = 1
+
+# One detector on one value stream: (target label, detector type, spec index, detector).
+Slot = tuple[str, str, int, StreamDetector]
+
+
+class VersionState:
+    """Detectors of one model version in one shard."""
+
+    __slots__ = ("categorical", "error", "n", "n_outcomes", "numeric", "score")
+
+    def __init__(self, model: ModelConfig, schema: ModelSchema) -> None:
+        self.n = 0  # predictions seen
+        self.n_outcomes = 0  # joined outcomes seen
+        self.numeric: list[list[Slot]] = [[] for _ in schema.numeric]
+        self.categorical: list[list[Slot]] = [[] for _ in schema.categorical]
+        self.score: list[Slot] = []
+        self.error: list[Slot] = []
+        for index, spec in enumerate(model.detectors):
+            for target in spec.on:
+                for label, slots in self._targets(target, model, schema):
+                    slots.append((label, spec.type, index, make_detector(spec.type, spec.params)))
+
+    def _targets(
+        self, target: str, model: ModelConfig, schema: ModelSchema
+    ) -> list[tuple[str, list[Slot]]]:
+        if target == "numeric_features":
+            return [(f"feature:{f}", self.numeric[i]) for i, f in enumerate(schema.numeric)]
+        if target == "categorical_features":
+            return [(f"feature:{f}", self.categorical[i]) for i, f in enumerate(schema.categorical)]
+        if target == "score":
+            return [("score", self.score)]
+        if target == "error":
+            return [("error", self.error)]
+        name = target[len("feature:") :]
+        if target_kind(model, target) == "numeric":
+            return [(target, self.numeric[schema.numeric.index(name)])]
+        return [(target, self.categorical[schema.categorical.index(name)])]
+
+
+@dataclass
+class Waiting:
+    """What the join keeps of a prediction until its outcome arrives."""
+
+    model_version: str
+    prediction: float | str | bool
+    position: int  # the prediction's position among its version's events
+
+
+@dataclass
+class ShardState:
+    """Everything one shard has accumulated: detectors, join, counts."""
+
+    join: JoinBuffer[Waiting, tuple[float, Any]]
+    versions: dict[str, OrderedDict[str, VersionState]] = field(default_factory=dict)
+    counts: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class BatchOutput:
+    dead: list[DeadLetter] = field(default_factory=list)
+    signals: list[Signal] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    # Metric increments: (metric, labels...) -> amount.
+    counts: Counter[tuple[str, ...]] = field(default_factory=Counter)
+    # Next offset to read per partition, and each partition's shard.
+    positions: dict[str, int] = field(default_factory=dict)
+    shards: dict[str, int] = field(default_factory=dict)
+
+
+class Pipeline:
+    def __init__(self, config: DriftdConfig) -> None:
+        self.config = config
+        self.models = {m.name: m for m in config.models}
+        self.schemas = {m.name: ModelSchema(m) for m in config.models}
+        # Keyed by (source name, shard): two sources never share join state.
+        self.shards: dict[tuple[str, int], ShardState] = {}
+        self.rules: list[Rule] = [make_rule(r) for r in config.rules]
+        self._max_versions = config.runtime.max_versions_per_model
+        self._source = ""
+
+    # -- state --------------------------------------------------------------
+    def shard(self, n: tuple[str, int]) -> ShardState:
+        state = self.shards.get(n)
+        if state is None:
+            j = self.config.join
+            state = self.shards[n] = ShardState(JoinBuffer(j.ttl_seconds, j.max_size))
+        return state
+
+    def dump_shard(self, n: tuple[str, int]) -> bytes:
+        return pickle.dumps(self.shard(n), protocol=pickle.HIGHEST_PROTOCOL)
+
+    def load_shard(self, n: tuple[str, int], blob: bytes) -> None:
+        # Our own checkpoint from our own store: trusted bytes.
+        self.shards[n] = pickle.loads(blob)
+
+    def drop_shard(self, n: tuple[str, int]) -> None:
+        self.shards.pop(n, None)
+
+    def dump_rules(self) -> bytes:
+        return pickle.dumps(self.rules, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def load_rules(self, blob: bytes) -> None:
+        rules = pickle.loads(blob)
+        if [r.name for r in rules] == [r.name for r in self.rules]:
+            self.rules = rules  # else the rules changed in config: start them fresh
+
+    def _version(self, state: ShardState, model: ModelConfig, version: str) -> VersionState:
+        versions = state.versions.get(model.name)
+        if versions is None:
+            versions = state.versions[model.name] = OrderedDict()
+        vs = versions.get(version)
+        if vs is None:
+            vs = versions[version] = VersionState(model, self.schemas[model.name])
+            if len(versions) > self._max_versions:
+                versions.popitem(last=False)  # least recently used version goes
+        else:
+            versions.move_to_end(version)
+        return vs
+
+    # -- the per-event path ---------------------------------------------------
+    def process(self, records: Sequence[Record], source: str = "") -> BatchOutput:
+        """Run one batch of ``source``'s records through the per-event path. Pure."""
+        out = BatchOutput()
+        self._source = source
+        counts = out.counts
+        for rec in records:
+            out.positions[rec.partition] = rec.offset + 1
+            out.shards[rec.partition] = rec.shard
+            try:
+                if rec.stream == PREDICTIONS:
+                    self._prediction(rec, out)
+                elif rec.stream == OUTCOMES:
+                    self._outcome(rec, out)
+                else:
+                    raise InvalidEvent("stream", f"unknown stream {rec.stream!r}")
+            except InvalidEvent as exc:
+                model = exc.model or "unknown"
+                counts[("invalid", model, rec.stream, exc.code)] += 1
+                self.shard((source, rec.shard)).counts[f"invalid:{model}:{rec.stream}"] += 1
+                out.dead.append(
+                    DeadLetter(
+                        rec.partition,
+                        rec.offset,
+                        rec.stream,
+                        exc.model,
+                        exc.code,
+                        str(exc),
+                        _raw(rec.value),
+                    )
+                )
+        for sig in out.signals:
+            for rule in self.rules:
+                decision = rule.observe(sig)
+                if decision is not None:
+                    out.decisions.append(decision)
+        return out
+
+    def _prediction(self, rec: Record, out: BatchOutput) -> None:
+        ev = decode(PREDICTIONS, rec.value)
+        assert isinstance(ev, PredictionEvent)
+        schema = self.schemas.get(ev.model)
+        if schema is None:
+            raise InvalidEvent("unknown_model", f"model: unknown model {ev.model!r}")
+        ts = epoch_seconds(ev.timestamp)
+        numeric, categorical, score, unexpected = schema.check_prediction(ev)
+        version = str(ev.model_version)
+        model = schema.config
+        state = self.shard((self._source, rec.shard))
+        vs = self._version(state, model, version)
+        vs.n += 1
+        n = vs.n
+        updates = missing = 0
+        signals = out.signals
+        for values, slots_by_index in ((numeric, vs.numeric), (categorical, vs.categorical)):
+            for x, slots in zip(values, slots_by_index, strict=True):
+                if x is None:
+                    missing += 1
+                    continue
+                for slot in slots:
+                    if slot[3].update(x):
+                        signals.append(_signal(model.name, version, slot, n, ts))
+                updates += len(slots)
+        if score is not None:
+            for slot in vs.score:
+                if slot[3].update(score):
+                    signals.append(_signal(model.name, version, slot, n, ts))
+            updates += len(vs.score)
+        counts = out.counts
+        counts[("events", model.name, PREDICTIONS)] += 1
+        if updates:
+            counts[("updates", model.name)] += updates
+        if missing:
+            counts[("missing", model.name)] += missing
+        if unexpected:
+            counts[("unexpected", model.name)] += unexpected
+        state.counts[f"events:{model.name}:{PREDICTIONS}"] += 1
+        waiting = state.join.add_prediction(
+            (model.name, ev.prediction_id), ts, Waiting(version, ev.prediction, n)
+        )
+        if waiting is not None:
+            self._joined(state, schema, version, ev.prediction, n, waiting[1], waiting[0], out)
+
+    def _outcome(self, rec: Record, out: BatchOutput) -> None:
+        ev = decode(OUTCOMES, rec.value)
+        assert isinstance(ev, OutcomeEvent)
+        schema = self.schemas.get(ev.model)
+        if schema is None:
+            raise InvalidEvent("unknown_model", f"model: unknown model {ev.model!r}")
+        ts = epoch_seconds(ev.timestamp)
+        if schema.task == "regression":
+            schema.error(0.0, ev.label)  # validates the label before it is held
+        state = self.shard((self._source, rec.shard))
+        out.counts[("events", ev.model, OUTCOMES)] += 1
+        state.counts[f"events:{ev.model}:{OUTCOMES}"] += 1
+        pred = state.join.add_outcome((ev.model, ev.prediction_id), ts, (ts, ev.label))
+        if pred is not None:
+            self._joined(
+                state, schema, pred.model_version, pred.prediction, pred.position, ev.label, ts, out
+            )
+
+    def _joined(
+        self,
+        state: ShardState,
+        schema: ModelSchema,
+        version: str,
+        prediction: Any,
+        position: int,
+        label: Any,
+        ts: float,
+        out: BatchOutput,
+    ) -> None:
+        model = schema.config
+        versions = state.versions.get(model.name)
+        vs = versions.get(version) if versions is not None else None
+        if vs is None:
+            return  # that version's detectors were evicted (LRU); its errors no longer matter
+        vs.n_outcomes += 1
+        try:
+            err = schema.error(prediction, label)
+        except InvalidEvent:
+            return  # the outcome was validated on arrival; the prediction's type is the mismatch
+        for slot in vs.error:
+            if slot[3].update(err):
+                # Positioned at the prediction whose outcome tripped it, so
+                # every signal of a version counts in the same events.
+                out.signals.append(_signal(model.name, version, slot, position, ts, vs.n_outcomes))
+        if vs.error:
+            out.counts[("updates", model.name)] += len(vs.error)
+        out.counts[("joined", model.name)] += 1
+
+    # -- views ------------------------------------------------------------------
+    def join_sizes(self) -> tuple[int, int]:
+        preds = sum(s.join.waiting_predictions for s in self.shards.values())
+        outs = sum(s.join.waiting_outcomes for s in self.shards.values())
+        return preds, outs
+
+    def join_stats(self) -> dict[str, int]:
+        total: Counter[str] = Counter()
+        for s in self.shards.values():
+            total.update(s.join.stats.as_dict())
+        return dict(total)
+
+    def totals(self) -> dict[str, int]:
+        total: Counter[str] = Counter()
+        for s in self.shards.values():
+            total.update(s.counts)
+        return dict(total)
+
+
+def _signal(
+    model: str, version: str, slot: Slot, position: int, ts: float, seq: int | None = None
+) -> Signal:
+    """A signal with a key that a replay re-derives exactly (``seq`` disambiguates
+    error signals, whose positions need not grow)."""
+    target, dtype, index, det = slot
+    statistic, value = det.statistic()
+    return Signal(
+        key=f"{model}|{version}|{target}|{dtype}|{index}|{position if seq is None else seq}",
+        model=model,
+        model_version=version,
+        target=target,
+        detector=dtype,
+        statistic=statistic,
+        value=value,
+        position=position,
+        event_time=ts,
+        details=det.details(),
+    )
+
+
+def _raw(value: bytes | Mapping[str, Any]) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    import json
+
+    return json.dumps(dict(value), default=str, sort_keys=True).encode()
+
+
+def decision_payload(d: Decision) -> dict[str, Any]:
+    """The JSON body of a decision, as stored and as sent to actions and alerts."""
+    return {
+        "decision_id": d.idempotency_key,
+        "idempotency_key": d.idempotency_key,
+        "rule": d.rule,
+        "model": d.model,
+        "model_version": d.model_version,
+        "severity": d.severity,
+        "event_time": d.event_time,
+        "signals": [
+            {
+                "target": s.target,
+                "detector": s.detector,
+                "statistic": s.statistic,
+                "value": s.value if s.value == s.value else None,
+                "position": s.position,
+                "event_time": s.event_time,
+            }
+            for s in d.signals
+        ],
+        "actions": list(d.actions),
+        "alerts": list(d.alerts),
+    }
+
+
+def iter_signal_rows(sigs: Iterable[Signal]) -> Iterable[Any]:
+    from monitor.store import SignalRow
+
+    for s in sigs:
+        yield SignalRow(
+            s.key,
+            s.model,
+            s.model_version,
+            s.target,
+            s.detector,
+            s.statistic,
+            s.value,
+            s.details,
+            s.position,
+            s.event_time,
+        )

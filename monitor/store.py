@@ -1,0 +1,462 @@
+"""The SQL state store (SQLAlchemy Core): SQLite by default, PostgreSQL in production.
+
+Writes are idempotent: every row that the pipeline derives from input has a
+deterministic key (a dead letter by its source position, a signal by model,
+version, target, detector and position, a decision by its idempotency key), and
+inserts skip rows whose key exists. Replaying input after a crash therefore
+re-derives the same rows and adds none, so nothing is double-counted. A decision
+and its outbox deliveries are written in one transaction; the checkpoint
+(positions + pipeline state) can ride in the same one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Engine,
+    Float,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, make_url
+
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+schema_version = Table(
+    "driftd_schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("applied_at", Float, nullable=False),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source_partition", String(255), nullable=False),
+    Column("source_offset", Integer, nullable=False),
+    Column("stream", String(32), nullable=False),
+    Column("model", String(128)),
+    Column("reason_code", String(64), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("source_partition", "source_offset", name="uq_dead_letter_position"),
+)
+
+signals = Table(
+    "signals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("signal_key", String(512), nullable=False, unique=True),
+    Column("model", String(128), nullable=False),
+    Column("model_version", String(128), nullable=False),
+    Column("target", String(255), nullable=False),
+    Column("detector", String(64), nullable=False),
+    Column("statistic", String(64), nullable=False),
+    Column("value", Float),
+    Column("details", JSON, nullable=False),
+    # Events of this model version seen when the detector fired (1-based).
+    Column("position", Integer, nullable=False),
+    Column("event_time", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("idempotency_key", String(128), nullable=False, unique=True),
+    Column("rule", String(128), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("model_version", String(128), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("outcome", String(32), nullable=False),
+    Column("event_time", Float, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("decision_key", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),  # "action" or "alert"
+    Column("target", String(128), nullable=False),
+    Column("status", String(16), nullable=False),  # pending, delivered, dead
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("last_error", Text),
+    Column("result", JSON),
+    Column("created_at", Float, nullable=False),
+    Column("delivered_at", Float),
+    UniqueConstraint("decision_key", "kind", "target", name="uq_delivery"),
+)
+
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_id", Integer, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("duration_seconds", Float, nullable=False),
+)
+
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("checkpoint_key", String(255), primary_key=True),
+    Column("positions", JSON, nullable=False),
+    Column("state", LargeBinary, nullable=False),
+    Column("state_version", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+
+class SchemaVersionError(RuntimeError):
+    """The database was written by a newer driftd."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    partition: str
+    offset: int
+    stream: str
+    model: str | None
+    reason_code: str
+    reason: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SignalRow:
+    key: str
+    model: str
+    model_version: str
+    target: str
+    detector: str
+    statistic: str
+    value: float | None
+    details: Mapping[str, float]
+    position: int
+    event_time: float
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRow:
+    idempotency_key: str
+    rule: str
+    model: str
+    model_version: str
+    severity: str
+    event_time: float
+    payload: Mapping[str, Any]
+    # (kind, target) pairs to deliver: ("action", "retrain"), ("alert", "slack").
+    deliveries: Sequence[tuple[str, str]] = ()
+    outcome: str = "fired"
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    key: str
+    positions: Mapping[str, int]
+    state: bytes
+    state_version: int
+
+
+@dataclass
+class BatchResult:
+    """What a batch write actually added (rows already present are not counted)."""
+
+    dead_letters: int = 0
+    signals: int = 0
+    decisions: list[str] = field(default_factory=list)
+
+
+def make_engine(url: str, password: str | None = None) -> Engine:
+    """An engine for ``url``; SQLite gets WAL and a busy timeout for the
+    dispatcher thread that writes beside the run loop."""
+    u = make_url(url)
+    if password is not None:
+        u = u.set(password=password)
+    if u.get_backend_name() == "postgresql" and u.get_driver_name() in ("", "psycopg2"):
+        u = u.set(drivername="postgresql+psycopg")
+    engine = create_engine(u, pool_pre_ping=True)
+    if u.get_backend_name() == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+    return engine
+
+
+class Store:
+    """driftd's tables on an engine it is handed (and does not dispose)."""
+
+    def __init__(self, engine: Engine, clock: Any = time.time) -> None:
+        self.engine = engine
+        self._clock = clock
+        self._dialect = engine.dialect.name
+
+    # -- schema -------------------------------------------------------------
+    def create_schema(self) -> None:
+        """Create missing tables and record the schema version. Safe to repeat."""
+        metadata.create_all(self.engine)
+        with self.engine.begin() as conn:
+            found = conn.execute(select(func.max(schema_version.c.version))).scalar()
+            if found is None:
+                conn.execute(
+                    insert(schema_version).values(version=SCHEMA_VERSION, applied_at=self._clock())
+                )
+            elif found > SCHEMA_VERSION:
+                raise SchemaVersionError(
+                    f"database schema version {found} is newer than this driftd's "
+                    f"({SCHEMA_VERSION}); upgrade driftd"
+                )
+
+    def schema_version(self) -> int | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.max(schema_version.c.version))).scalar()
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(select(1))
+            return True
+        except Exception:
+            return False
+
+    # -- batch writes ---------------------------------------------------------
+    def _insert_ignore(self, table: Table) -> Any:
+        """INSERT that skips rows whose unique key exists (both dialects)."""
+        if self._dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(table).on_conflict_do_nothing()
+        if self._dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            return sqlite_insert(table).on_conflict_do_nothing()
+        raise NotImplementedError(f"unsupported database dialect {self._dialect!r}")
+
+    def write_batch(
+        self,
+        dead: Iterable[DeadLetter] = (),
+        sigs: Iterable[SignalRow] = (),
+        decs: Iterable[DecisionRow] = (),
+        checkpoint: Iterable[Checkpoint] = (),
+    ) -> BatchResult:
+        """Write one batch's derived rows, and optionally checkpoints, atomically."""
+        now = self._clock()
+        result = BatchResult()
+        with self.engine.begin() as conn:
+            for d in dead:
+                r = conn.execute(
+                    self._insert_ignore(dead_letters).values(
+                        source_partition=d.partition,
+                        source_offset=d.offset,
+                        stream=d.stream,
+                        model=d.model,
+                        reason_code=d.reason_code,
+                        reason=d.reason,
+                        payload=d.payload,
+                        created_at=now,
+                    )
+                )
+                result.dead_letters += r.rowcount
+            sig_rows = [
+                {
+                    "signal_key": s.key,
+                    "model": s.model,
+                    "model_version": s.model_version,
+                    "target": s.target,
+                    "detector": s.detector,
+                    "statistic": s.statistic,
+                    "value": _finite_or_none(s.value),
+                    "details": {k: _finite_or_none(v) for k, v in s.details.items()},
+                    "position": s.position,
+                    "event_time": s.event_time,
+                    "created_at": now,
+                }
+                for s in sigs
+            ]
+            for row in sig_rows:
+                result.signals += conn.execute(self._insert_ignore(signals).values(**row)).rowcount
+            for dec in decs:
+                if self._insert_decision(conn, dec, now):
+                    result.decisions.append(dec.idempotency_key)
+            for cp in checkpoint:
+                self._save_checkpoint(conn, cp, now)
+        return result
+
+    def _insert_decision(self, conn: Connection, dec: DecisionRow, now: float) -> bool:
+        r = conn.execute(
+            self._insert_ignore(decisions).values(
+                idempotency_key=dec.idempotency_key,
+                rule=dec.rule,
+                model=dec.model,
+                model_version=dec.model_version,
+                severity=dec.severity,
+                outcome=dec.outcome,
+                event_time=dec.event_time,
+                payload=dict(dec.payload),
+                created_at=now,
+            )
+        )
+        if r.rowcount == 0:
+            return False  # decided before (a replay after a crash): nothing new to send
+        for kind, target in dec.deliveries:
+            conn.execute(
+                self._insert_ignore(deliveries).values(
+                    decision_key=dec.idempotency_key,
+                    kind=kind,
+                    target=target,
+                    status="pending",
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
+        return True
+
+    # -- checkpoints ------------------------------------------------------------
+    def _save_checkpoint(self, conn: Connection, cp: Checkpoint, now: float) -> None:
+        values = {
+            "positions": dict(cp.positions),
+            "state": cp.state,
+            "state_version": cp.state_version,
+            "updated_at": now,
+        }
+        r = conn.execute(
+            update(checkpoints).where(checkpoints.c.checkpoint_key == cp.key).values(**values)
+        )
+        if r.rowcount == 0:
+            conn.execute(insert(checkpoints).values(checkpoint_key=cp.key, **values))
+
+    def save_checkpoints(self, cps: Iterable[Checkpoint]) -> None:
+        self.write_batch(checkpoint=cps)
+
+    def load_checkpoints(self, prefix: str) -> list[Checkpoint]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(checkpoints).where(checkpoints.c.checkpoint_key.startswith(prefix))
+            ).all()
+        return [
+            Checkpoint(r.checkpoint_key, dict(r.positions), bytes(r.state), r.state_version)
+            for r in rows
+        ]
+
+    # -- outbox -----------------------------------------------------------------
+    def due_deliveries(self, now: float, limit: int = 50) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    select(deliveries, decisions.c.payload)
+                    .join(decisions, decisions.c.idempotency_key == deliveries.c.decision_key)
+                    .where(deliveries.c.status == "pending", deliveries.c.next_attempt_at <= now)
+                    .order_by(deliveries.c.id)
+                    .limit(limit)
+                ).all()
+            )
+
+    def record_attempt(
+        self,
+        delivery_id: int,
+        attempt: int,
+        ok: bool,
+        detail: str,
+        started_at: float,
+        duration: float,
+        status: str,
+        next_attempt_at: float,
+        result: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Log one attempt and move the delivery on, in one transaction."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(delivery_attempts).values(
+                    delivery_id=delivery_id,
+                    attempt=attempt,
+                    ok=ok,
+                    detail=detail[:4000],
+                    started_at=started_at,
+                    duration_seconds=duration,
+                )
+            )
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == delivery_id)
+                .values(
+                    attempts=attempt,
+                    status=status,
+                    next_attempt_at=next_attempt_at,
+                    last_error=None if ok else detail[:4000],
+                    delivered_at=self._clock() if ok else None,
+                    result=dict(result) if result is not None else None,
+                )
+            )
+
+    def pending_deliveries(self) -> int:
+        with self.engine.connect() as conn:
+            n = conn.execute(
+                select(func.count()).select_from(deliveries).where(deliveries.c.status == "pending")
+            ).scalar()
+        return int(n or 0)
+
+    # -- reads (CLI, HTTP API, tests) ---------------------------------------------
+    def rows(
+        self, table: Table, *where: Any, order_by: Any = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        stmt = (
+            select(table).where(*where).order_by(order_by if order_by is not None else table.c[0])
+        )
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(stmt)]
+
+    def count(self, table: Table, *where: Any) -> int:
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(select(func.count()).select_from(table).where(*where)).scalar() or 0
+            )
+
+
+def _finite_or_none(v: float | None) -> float | None:
+    if v is None or v != v or v in (float("inf"), float("-inf")):
+        return None
+    return float(v)
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=str)
