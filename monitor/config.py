@@ -254,93 +254,71 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
     return cfg
 
 
-_AT = re.compile(r"^(?P<msg>.*) - at `\$(?P<path>[^`]*)`$", re.S)
 _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<key>[^`]+)`$")
+_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
 def _explain(message: str, raw: Mapping[str, Any]) -> str:
-    """Rewrite msgspec's message as ``path: reason`` with hints."""
-    m = _AT.match(message)
-    if m is None:
-        return message
-    msg, path = m.group("msg"), m.group("path").lstrip(".")
+    """Rewrite msgspec's "reason - at `$.a[0].b`" as "a[0].b: reason", with hints."""
+    msg, sep, at = message.partition(" - at `$")
+    path = at.rstrip("`").lstrip(".") if sep else ""
     unknown = _UNKNOWN.match(msg)
     if unknown is not None:
         key = unknown.group("key")
-        where = f"{path}.{key}" if path else key
         valid = _fields_at(path, raw)
+        text = f"{path}.{key}: unknown key" if path else f"{key}: unknown key"
         hint = difflib.get_close_matches(key, valid, n=1)
-        text = f"{where}: unknown key"
         if hint:
             text += f" (did you mean {hint[0]!r}?)"
         if valid:
             text += f"; valid keys: {', '.join(sorted(valid))}"
         return text
-    if path.endswith(".type") or msg.startswith("Invalid value"):
-        tags = _tags_at(path)
-        if tags:
-            msg += f"; valid types: {', '.join(tags)}"
+    tags = _tags_at(path) if path.endswith(".type") or msg.startswith("Invalid value") else []
+    if tags:
+        msg += f"; valid types: {', '.join(tags)}"
     return f"{path or '<root>'}: {msg}"
 
 
-_TOKEN = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
-
-
-def _walk(path: str, raw: Mapping[str, Any]) -> tuple[object, object]:
-    """Follow ``path`` through the raw data and the config types in step."""
-    typ: object = DriftdConfig
-    node: object = raw
-    for key, index in _TOKEN.findall("." + path if path and not path.startswith("[") else path):
-        typ = _unwrap(typ, node)
+def _fields_at(path: str, raw: Mapping[str, Any]) -> list[str]:
+    """The keys valid at ``path``: follow the raw data and the types in step."""
+    typ: Any = DriftdConfig
+    node: Any = raw
+    for key, index in _TOKEN.findall(path):
         if index:
-            args = typing.get_args(typ)
-            typ = args[0] if args else Any
-            node = node[int(index)] if isinstance(node, list) else None
+            typ = typing.get_args(typ)[0] if typing.get_args(typ) else None
+            node = node[int(index)] if isinstance(node, list) and int(index) < len(node) else None
         else:
-            hints = _hints(typ)
-            typ = hints.get(key, Any)
-            if isinstance(typ, type) and not issubclass(typ, msgspec.Struct):
-                typ = typ
-            elif typing.get_origin(typ) is dict:
-                typ = Any
+            hints = typing.get_type_hints(typ) if _is_struct(typ) else {}
+            typ = hints.get(key)
             node = node.get(key) if isinstance(node, Mapping) else None
-    return _unwrap(typ, node), node
+        typ = _select(typ, node)
+    if not _is_struct(typ):
+        return []
+    fields = list(typ.__struct_fields__)
+    tag_field = typ.__struct_config__.tag_field
+    return fields + [tag_field] if tag_field else fields
 
 
-def _unwrap(typ: object, node: object) -> object:
-    """Pick the union member a raw mapping selects with its ``type`` tag."""
+def _is_struct(typ: Any) -> bool:
+    return isinstance(typ, type) and issubclass(typ, msgspec.Struct)
+
+
+def _select(typ: Any, node: Any) -> Any:
+    """The member of a union that the raw mapping's ``type`` tag selects."""
     if typing.get_origin(typ) is Annotated:
         typ = typing.get_args(typ)[0]
-    args = typing.get_args(typ)
-    if args and typing.get_origin(typ) not in (list, dict):
-        members = [a for a in args if isinstance(a, type) and issubclass(a, msgspec.Struct)]
-        tag = node.get("type") if isinstance(node, Mapping) else None
-        for member in members:
-            if member.__struct_config__.tag == tag:
-                return member
-        if len(members) == 1:
-            return members[0]
-    return typ
-
-
-def _hints(typ: object) -> dict[str, Any]:
-    if isinstance(typ, type) and issubclass(typ, msgspec.Struct):
-        return dict(typing.get_type_hints(typ, include_extras=True))
-    return {}
-
-
-def _fields_at(path: str, raw: Mapping[str, Any]) -> list[str]:
-    typ, _ = _walk(path, raw)
-    if isinstance(typ, type) and issubclass(typ, msgspec.Struct):
-        fields = list(typ.__struct_fields__)
-        if typ.__struct_config__.tag_field:
-            fields.append(typ.__struct_config__.tag_field)
-        return fields
-    return []
+    if typing.get_origin(typ) in (list, dict) or _is_struct(typ):
+        return typ
+    members = [a for a in typing.get_args(typ) if _is_struct(a)]
+    tag = node.get("type") if isinstance(node, Mapping) else None
+    for member in members:
+        if member.__struct_config__.tag == tag:
+            return member
+    return members[0] if len(members) == 1 else typ
 
 
 def _tags_at(path: str) -> list[str]:
-    section = path.split("[", 1)[0].split(".", 1)[0]
+    section = _TOKEN.findall(path)[0][0] if path else ""
     union = {"sources": SourceConfig, "actions": ActionConfig, "alerts": AlertConfig}.get(section)
     if union is None:
         return []

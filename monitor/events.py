@@ -70,10 +70,10 @@ def decode(stream: str, value: bytes | Mapping[str, Any]) -> PredictionEvent | O
             event: Any = _DECODERS[stream].decode(value)
         else:
             event = msgspec.convert(value, _TYPES[stream], strict=False)
+    except msgspec.ValidationError as exc:  # a subclass of DecodeError: test it first
+        raise InvalidEvent("schema", _path_message(str(exc))) from None
     except msgspec.DecodeError as exc:
         raise InvalidEvent("malformed", f"not valid JSON: {exc}") from None
-    except msgspec.ValidationError as exc:
-        raise InvalidEvent("schema", _path_message(str(exc))) from None
     return event
 
 
