@@ -46,8 +46,10 @@ class Source(abc.ABC):
 
     @abc.abstractmethod
     def open(self, start: Mapping[str, int]) -> None:
-        """Prepare to read. ``start`` maps partition to the next offset to read
-        (from the last checkpoint); partitions not in it start at the beginning.
+        """Prepare to read. ``start`` maps partition to a resume position from
+        the last checkpoint: the offset of the last processed record plus one.
+        The source reads records whose offset is at least that; partitions not
+        in it start at the beginning (Kafka: per ``auto_offset_reset``).
         May block briefly (connect). Called once.
         """
 
