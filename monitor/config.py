@@ -296,7 +296,7 @@ def _fields_at(path: str, raw: Mapping[str, Any]) -> list[str]:
         return []
     fields = list(typ.__struct_fields__)
     tag_field = typ.__struct_config__.tag_field
-    return fields + [tag_field] if tag_field else fields
+    return [*fields, tag_field] if tag_field else fields
 
 
 def _is_struct(typ: Any) -> bool:

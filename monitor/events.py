@@ -135,19 +135,16 @@ class ModelSchema:
         """
         features = event.features
         numeric: list[float | None] = []
+        get = features.get
+        append = numeric.append
         for name in self.numeric:
-            v = features.get(name)
-            if v is None:
-                numeric.append(None)
+            v = get(name)
+            if type(v) is float and v - v == 0.0:  # finite: inf - inf and NaN - NaN are NaN
+                append(v)
+            elif v is None or (type(v) is float and v != v):  # NaN from CSV/Parquet: missing
+                append(None)
             elif type(v) is float:
-                if v != v:  # NaN from a CSV/Parquet cell: missing
-                    numeric.append(None)
-                elif v in (math.inf, -math.inf):
-                    raise InvalidEvent(
-                        "non_finite", f"features.{name}: must be finite", event.model
-                    )
-                else:
-                    numeric.append(v)
+                raise InvalidEvent("non_finite", f"features.{name}: must be finite", event.model)
             else:
                 raise InvalidEvent(
                     "feature_type",

@@ -49,7 +49,7 @@ Slot = tuple[str, str, int, StreamDetector]
 class VersionState:
     """Detectors of one model version in one shard."""
 
-    __slots__ = ("categorical", "error", "n", "n_outcomes", "numeric", "score")
+    __slots__ = ("_fns", "categorical", "error", "n", "n_outcomes", "numeric", "score")
 
     def __init__(self, model: ModelConfig, schema: ModelSchema) -> None:
         self.n = 0  # predictions seen
@@ -62,6 +62,22 @@ class VersionState:
             for target in spec.on:
                 for label, slots in self._targets(target, model, schema):
                     slots.append((label, spec.type, index, make_detector(spec.type, spec.params)))
+        self._bind()
+
+    def _bind(self) -> None:
+        # Bound ``update`` methods next to their slots, per value position:
+        # the hot loop then does no attribute lookups. Rebuilt on unpickle.
+        self._fns: tuple[list[list[tuple[Any, Slot]]], ...] = tuple(
+            [[(slot[3].update, slot) for slot in slots] for slots in group]
+            for group in (self.numeric, self.categorical, [self.score], [self.error])
+        )
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return (self.n, self.n_outcomes, self.numeric, self.categorical, self.score, self.error)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.n, self.n_outcomes, self.numeric, self.categorical, self.score, self.error = state
+        self._bind()
 
     def _targets(
         self, target: str, model: ModelConfig, schema: ModelSchema
@@ -214,20 +230,21 @@ class Pipeline:
         n = vs.n
         updates = missing = 0
         signals = out.signals
-        for values, slots_by_index in ((numeric, vs.numeric), (categorical, vs.categorical)):
-            for x, slots in zip(values, slots_by_index, strict=True):
+        numeric_fns, categorical_fns, (score_fns,), _ = vs._fns
+        for values, fns_by_index in ((numeric, numeric_fns), (categorical, categorical_fns)):
+            for x, fns in zip(values, fns_by_index, strict=True):
                 if x is None:
                     missing += 1
                     continue
-                for slot in slots:
-                    if slot[3].update(x):
+                for update, slot in fns:
+                    if update(x):
                         signals.append(_signal(model.name, version, slot, n, ts))
-                updates += len(slots)
+                updates += len(fns)
         if score is not None:
-            for slot in vs.score:
-                if slot[3].update(score):
+            for update, slot in score_fns:
+                if update(score):
                     signals.append(_signal(model.name, version, slot, n, ts))
-            updates += len(vs.score)
+            updates += len(score_fns)
         counts = out.counts
         counts[("events", model.name, PREDICTIONS)] += 1
         if updates:
@@ -282,8 +299,8 @@ class Pipeline:
             err = schema.error(prediction, label)
         except InvalidEvent:
             return  # the outcome was validated on arrival; the prediction's type is the mismatch
-        for slot in vs.error:
-            if slot[3].update(err):
+        for update, slot in vs._fns[3][0]:
+            if update(err):
                 # Positioned at the prediction whose outcome tripped it, so
                 # every signal of a version counts in the same events.
                 out.signals.append(_signal(model.name, version, slot, position, ts, vs.n_outcomes))

@@ -65,7 +65,7 @@ def start_receiver(port: int | None = None) -> tuple[Receiver, ThreadingHTTPServ
     rec = Receiver(port or 0)
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length)
             with rec.lock:

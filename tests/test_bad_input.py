@@ -65,9 +65,9 @@ def test_bad_lines_are_dead_lettered_and_the_rest_processed(tmp_path: Path) -> N
     for r in pred_rows:
         assert r["payload"] in {b for b, _ in BAD}
         assert r["reason"]  # a message naming the problem
-    out_row = [r for r in rows if r["stream"] == "outcomes"][0]
+    out_row = next(r for r in rows if r["stream"] == "outcomes")
     assert out_row["reason_code"] == "schema" and "label" in out_row["reason"]
-    unknown = [r for r in rows if r["reason_code"] == "unknown_model"][0]
+    unknown = next(r for r in rows if r["reason_code"] == "unknown_model")
     assert "unknown model 'fraud'" in unknown["reason"]
 
     # metrics by reason, and the detection still happened

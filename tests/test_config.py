@@ -12,7 +12,6 @@ import pytest
 
 from monitor.config import ConfigError, DriftdConfig, load_config, parse_config
 from monitor.secrets import Secret
-
 from tests.helpers import ROOT
 
 

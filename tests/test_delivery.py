@@ -17,7 +17,7 @@ from monitor.config import CommandActionConfig, SlackAlertConfig, WebhookActionC
 from monitor.dispatcher import Dispatcher
 from monitor.metrics import Metrics
 from monitor.secrets import Secret
-from monitor.store import DecisionRow, Store, delivery_attempts, deliveries, make_engine
+from monitor.store import DecisionRow, Store, deliveries, delivery_attempts, make_engine
 from tests.helpers import Receiver, free_port
 from triggers.base import Deliverer
 from triggers.command import Command
@@ -122,7 +122,7 @@ def test_slow_receiver_times_out_then_succeeds(tmp_path: Path, receiver: Receive
 
 def test_client_error_is_final_and_max_attempts_go_dead(tmp_path: Path, receiver: Receiver) -> None:
     receiver.responses.append((400, {}, b"bad request", 0.0))
-    store, disp, clock, reg = setup(tmp_path, webhook(f"{receiver.url}/hook"))
+    store, disp, _, reg = setup(tmp_path, webhook(f"{receiver.url}/hook"))
     disp.run_once()
     assert (delivery(store)["status"], delivery(store)["attempts"]) == ("dead", 1)
     assert reg.get_sample_value("driftd_actions_total", {"action": "retrain", "status": "dead"}) == 1
@@ -144,7 +144,7 @@ def test_retry_after_is_honoured(tmp_path: Path, receiver: Receiver) -> None:
 def test_slack_429_retry_after_through_slack_sdk(tmp_path: Path, receiver: Receiver) -> None:
     receiver.responses.append((429, {"Retry-After": "1"}, b"rate limited", 0.0))
     channel = SlackChannel(SlackAlertConfig(name="slack", webhook_url=Secret("S", f"{receiver.url}/slack")))
-    store, disp, clock, reg = setup(tmp_path, channel, kind="alert")
+    store, disp, _, reg = setup(tmp_path, channel, kind="alert")
     t0 = time.monotonic()
     disp.run_once()
     assert time.monotonic() - t0 >= 0.9  # slack-sdk waited out Retry-After

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine
 
 from monitor.store import Store, decisions, deliveries, signals
-from tests.helpers import DRIFT_AT, DRIFT_TIME, ROOT, Receiver, demo_config_text, free_port
+from tests.helpers import DRIFT_AT, DRIFT_TIME, Receiver, demo_config_text, free_port
 from triggers.signing import verify
 
 SIGNING_KEY = "test-signing-key-0123456789"
