@@ -39,7 +39,6 @@ from triggers.base import Deliverer
 from triggers.registry import make_action
 
 log = logging.getLogger("driftd")
-RULES_KEY = "rules"
 
 
 def shard_key(source: str, shard: int) -> str:
@@ -95,7 +94,8 @@ class Daemon:
             logging.getLogger("driftd.input"), config.logging.invalid_log_interval_seconds
         )
         self.http: HttpServer | None = None
-        self._exported: dict[tuple[str, str], int] = {}
+        self._exported: dict[str, int] = {}
+        self._cooldowns = {r.name: r.cooldown_seconds for r in config.rules}
 
     # -- control --------------------------------------------------------------
     def request_stop(self) -> None:
@@ -181,9 +181,6 @@ class Daemon:
                 st.positions.update(cp.positions)
                 st.partition_shard.update({p: n for p in cp.positions})
                 log.info("restored %s at %s", cp.key, dict(cp.positions))
-        for cp in self.store.load_checkpoints(RULES_KEY):
-            if cp.key == RULES_KEY and cp.state_version == STATE_VERSION:
-                self.pipeline.load_rules(cp.state)
 
     def _loop(self) -> None:
         cfg = self.config.runtime
@@ -216,6 +213,7 @@ class Daemon:
                 d.event_time,
                 decision_payload(d),
                 [("action", a) for a in d.actions] + [("alert", a) for a in d.alerts],
+                self._cooldowns[d.rule],
             )
             for d in out.decisions
         ]
@@ -223,25 +221,25 @@ class Daemon:
         st.positions.update(out.positions)
         st.partition_shard.update(out.shards)
         st.dirty.update(out.shards.values())
-        self._report(out, written.decisions)
+        self._report(out, written.decisions, written.suppressed)
         elapsed = time.perf_counter() - t0
         self.metrics.batch_seconds.observe(elapsed)
         self.metrics.event_seconds.observe(elapsed / len(records))
 
-    def _report(self, out: BatchOutput, new_decisions: list[str]) -> None:
+    def _report(self, out: BatchOutput, new_decisions: list[str], suppressed: list[str]) -> None:
         m = self.metrics
-        for key, n in out.counts.items():
-            kind = key[0]
+        for labels, n in out.counts.items():
+            kind = labels[0]
             if kind == "events":
-                m.events.labels(key[1], key[2]).inc(n)
+                m.events.labels(labels[1], labels[2]).inc(n)
             elif kind == "invalid":
-                m.invalid.labels(key[1], key[2], key[3]).inc(n)
+                m.invalid.labels(labels[1], labels[2], labels[3]).inc(n)
             elif kind == "updates":
-                m.detector_updates.labels(key[1], "all").inc(n)
+                m.detector_updates.labels(labels[1], "all").inc(n)
             elif kind == "missing":
-                m.missing_values.labels(key[1]).inc(n)
+                m.missing_values.labels(labels[1]).inc(n)
             elif kind == "unexpected":
-                m.unexpected_features.labels(key[1]).inc(n)
+                m.unexpected_features.labels(labels[1]).inc(n)
         for dl in out.dead:
             m.dead_letters.labels(dl.model or "unknown", dl.stream).inc()
             self._invalid_log.warning(
@@ -265,9 +263,10 @@ class Daemon:
                 s.position,
                 extra={"model": s.model, "model_version": s.model_version},
             )
-        fresh = set(new_decisions)
+        fresh, held = set(new_decisions), set(suppressed)
         for d in out.decisions:
-            outcome = "fired" if d.idempotency_key in fresh else "replayed"
+            key = d.idempotency_key
+            outcome = "fired" if key in fresh else "suppressed" if key in held else "replayed"
             m.decisions.labels(d.rule, d.model, outcome).inc()
             if outcome == "fired":
                 log.warning(
@@ -288,8 +287,8 @@ class Daemon:
             self.dispatcher.wake()
 
     def checkpoint(self) -> None:
-        """Write every changed shard's state with its positions, and the rules'
-        state, in one transaction; then let the sources commit. Safe to repeat."""
+        """Write every changed shard's state with its positions in one
+        transaction; then let the sources commit. Safe to repeat."""
         t0 = time.perf_counter()
         cps: list[Checkpoint] = []
         for st in self.sources:
@@ -306,7 +305,6 @@ class Daemon:
                         STATE_VERSION,
                     )
                 )
-        cps.append(Checkpoint(RULES_KEY, {}, self.pipeline.dump_rules(), STATE_VERSION))
         self.store.save_checkpoints(cps)
         for st in self.sources:
             if st.dirty:
@@ -317,18 +315,13 @@ class Daemon:
         self.metrics.last_checkpoint.set(self._clock())
 
     def _export_join_stats(self) -> None:
-        # The pipeline keeps running totals (they are checkpointed state);
-        # counters get what was added since the last export.
-        totals = {("join", k): v for k, v in self.pipeline.join_stats().items()}
-        totals.update({("suppressed", r.name): r.suppressed for r in self.pipeline.rules})
-        for key, value in totals.items():
-            delta = value - self._exported.get(key, 0)
+        # The pipeline keeps running totals (checkpointed state); the counter
+        # gets what was added since the last export.
+        for result, value in self.pipeline.join_stats().items():
+            delta = value - self._exported.get(result, 0)
             if delta > 0:
-                if key[0] == "join":
-                    self.metrics.join_events.labels(key[1]).inc(delta)
-                else:
-                    self.metrics.decisions.labels(key[1], "*", "suppressed").inc(delta)
-            self._exported[key] = value
+                self.metrics.join_events.labels(result).inc(delta)
+            self._exported[result] = value
 
     def _print_summary(self) -> None:
         from monitor.summary import render_summary

@@ -11,8 +11,11 @@ from a checkpoint:
    transaction and updates the metrics.
 
 State lives in :class:`ShardState` objects (one per shard: a file replay has
-one, Kafka one per partition), plus the rules' state. All of it pickles, so a
-checkpoint is the pickled state next to the source positions it reflects.
+one, Kafka one per partition): detectors, the join, the rules' windows and
+counts. All of it pickles, so a checkpoint is the pickled state next to the
+source positions it reflects, and a shard's state moves with its partition
+between processes. What must hold across shards (a rule's cooldown per
+model) is enforced by the store when a decision is written.
 """
 
 from __future__ import annotations
@@ -110,6 +113,7 @@ class ShardState:
     """Everything one shard has accumulated: detectors, join, counts."""
 
     join: JoinBuffer[Waiting, tuple[float, Any]]
+    rules: list[Rule]
     versions: dict[str, OrderedDict[str, VersionState]] = field(default_factory=dict)
     counts: Counter[str] = field(default_factory=Counter)
 
@@ -133,7 +137,6 @@ class Pipeline:
         self.schemas = {m.name: ModelSchema(m) for m in config.models}
         # Keyed by (source name, shard): two sources never share join state.
         self.shards: dict[tuple[str, int], ShardState] = {}
-        self.rules: list[Rule] = [make_rule(r) for r in config.rules]
         self._max_versions = config.runtime.max_versions_per_model
         self._source = ""
 
@@ -142,7 +145,8 @@ class Pipeline:
         state = self.shards.get(n)
         if state is None:
             j = self.config.join
-            state = self.shards[n] = ShardState(JoinBuffer(j.ttl_seconds, j.max_size))
+            rules = [make_rule(r) for r in self.config.rules]
+            state = self.shards[n] = ShardState(JoinBuffer(j.ttl_seconds, j.max_size), rules)
         return state
 
     def dump_shard(self, n: tuple[str, int]) -> bytes:
@@ -154,14 +158,6 @@ class Pipeline:
 
     def drop_shard(self, n: tuple[str, int]) -> None:
         self.shards.pop(n, None)
-
-    def dump_rules(self) -> bytes:
-        return pickle.dumps(self.rules, protocol=pickle.HIGHEST_PROTOCOL)
-
-    def load_rules(self, blob: bytes) -> None:
-        rules = pickle.loads(blob)
-        if [r.name for r in rules] == [r.name for r in self.rules]:
-            self.rules = rules  # else the rules changed in config: start them fresh
 
     def _version(self, state: ShardState, model: ModelConfig, version: str) -> VersionState:
         versions = state.versions.get(model.name)
@@ -182,9 +178,11 @@ class Pipeline:
         out = BatchOutput()
         self._source = source
         counts = out.counts
+        signals = out.signals
         for rec in records:
             out.positions[rec.partition] = rec.offset + 1
             out.shards[rec.partition] = rec.shard
+            first_new = len(signals)
             try:
                 if rec.stream == PREDICTIONS:
                     self._prediction(rec, out)
@@ -207,11 +205,12 @@ class Pipeline:
                         _raw(rec.value),
                     )
                 )
-        for sig in out.signals:
-            for rule in self.rules:
-                decision = rule.observe(sig)
-                if decision is not None:
-                    out.decisions.append(decision)
+            if len(signals) > first_new:
+                for rule in self.shard((source, rec.shard)).rules:
+                    for sig in signals[first_new:]:
+                        decision = rule.observe(sig)
+                        if decision is not None:
+                            out.decisions.append(decision)
         return out
 
     def _prediction(self, rec: Record, out: BatchOutput) -> None:

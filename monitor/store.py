@@ -127,6 +127,17 @@ delivery_attempts = Table(
     Column("duration_seconds", Float, nullable=False),
 )
 
+# The last decision that fired per (rule, model): the cooldown every process
+# sharing this store obeys, whichever shard's signals made the decision.
+rule_state = Table(
+    "rule_state",
+    metadata,
+    Column("rule", String(128), primary_key=True),
+    Column("model", String(128), primary_key=True),
+    Column("last_event_time", Float, nullable=False),
+    Column("last_key", String(128), nullable=False),
+)
+
 checkpoints = Table(
     "checkpoints",
     metadata,
@@ -178,7 +189,9 @@ class DecisionRow:
     payload: Mapping[str, Any]
     # (kind, target) pairs to deliver: ("action", "retrain"), ("alert", "slack").
     deliveries: Sequence[tuple[str, str]] = ()
-    outcome: str = "fired"
+    # No other decision of this rule for this model may fire within this much
+    # event time (either side); one that would is stored as "suppressed".
+    cooldown_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +208,8 @@ class BatchResult:
 
     dead_letters: int = 0
     signals: int = 0
-    decisions: list[str] = field(default_factory=list)
+    decisions: list[str] = field(default_factory=list)  # fired
+    suppressed: list[str] = field(default_factory=list)
 
 
 def make_engine(url: str, password: str | None = None) -> Engine:
@@ -313,13 +327,25 @@ class Store:
             for row in sig_rows:
                 result.signals += conn.execute(self._insert_ignore(signals).values(**row)).rowcount
             for dec in decs:
-                if self._insert_decision(conn, dec, now):
+                outcome = self._insert_decision(conn, dec, now)
+                if outcome == "fired":
                     result.decisions.append(dec.idempotency_key)
+                elif outcome == "suppressed":
+                    result.suppressed.append(dec.idempotency_key)
             for cp in checkpoint:
                 self._save_checkpoint(conn, cp, now)
         return result
 
-    def _insert_decision(self, conn: Connection, dec: DecisionRow, now: float) -> bool:
+    def _insert_decision(self, conn: Connection, dec: DecisionRow, now: float) -> str | None:
+        """Store a decision: "fired" (with its deliveries), "suppressed" (the
+        rule's cooldown for this model holds), or None if it was stored before
+        (a replay after a crash): then nothing new is sent."""
+        seen = conn.execute(
+            select(decisions.c.id).where(decisions.c.idempotency_key == dec.idempotency_key)
+        ).first()
+        if seen is not None:
+            return None
+        outcome = "fired" if self._claim_cooldown(conn, dec) else "suppressed"
         r = conn.execute(
             self._insert_ignore(decisions).values(
                 idempotency_key=dec.idempotency_key,
@@ -327,27 +353,49 @@ class Store:
                 model=dec.model,
                 model_version=dec.model_version,
                 severity=dec.severity,
-                outcome=dec.outcome,
+                outcome=outcome,
                 event_time=dec.event_time,
                 payload=dict(dec.payload),
                 created_at=now,
             )
         )
         if r.rowcount == 0:
-            return False  # decided before (a replay after a crash): nothing new to send
-        for kind, target in dec.deliveries:
-            conn.execute(
-                self._insert_ignore(deliveries).values(
-                    decision_key=dec.idempotency_key,
-                    kind=kind,
-                    target=target,
-                    status="pending",
-                    attempts=0,
-                    next_attempt_at=now,
-                    created_at=now,
+            return None
+        if outcome == "fired":
+            for kind, target in dec.deliveries:
+                conn.execute(
+                    self._insert_ignore(deliveries).values(
+                        decision_key=dec.idempotency_key,
+                        kind=kind,
+                        target=target,
+                        status="pending",
+                        attempts=0,
+                        next_attempt_at=now,
+                        created_at=now,
+                    )
                 )
+        return outcome
+
+    def _claim_cooldown(self, conn: Connection, dec: DecisionRow) -> bool:
+        """Atomically take the (rule, model) cooldown slot for ``dec``'s event
+        time; False if another decision holds it. A conditional UPDATE (or the
+        first INSERT) is atomic on both SQLite and PostgreSQL, so two processes
+        cannot both win."""
+        t, cd = dec.event_time, dec.cooldown_seconds
+        key = (rule_state.c.rule == dec.rule) & (rule_state.c.model == dec.model)
+        free = (rule_state.c.last_event_time <= t - cd) | (rule_state.c.last_event_time >= t + cd)
+        for _ in range(3):
+            claim = update(rule_state).where(key, free).values(last_event_time=t, last_key=dec.idempotency_key)
+            if conn.execute(claim).rowcount == 1:
+                return True
+            if conn.execute(select(rule_state.c.rule).where(key)).first() is not None:
+                return False
+            first = self._insert_ignore(rule_state).values(
+                rule=dec.rule, model=dec.model, last_event_time=t, last_key=dec.idempotency_key
             )
-        return True
+            if conn.execute(first).rowcount == 1:
+                return True
+        return False
 
     # -- checkpoints ------------------------------------------------------------
     def _save_checkpoint(self, conn: Connection, cp: Checkpoint, now: float) -> None:
