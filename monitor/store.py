@@ -385,7 +385,11 @@ class Store:
         key = (rule_state.c.rule == dec.rule) & (rule_state.c.model == dec.model)
         free = (rule_state.c.last_event_time <= t - cd) | (rule_state.c.last_event_time >= t + cd)
         for _ in range(3):
-            claim = update(rule_state).where(key, free).values(last_event_time=t, last_key=dec.idempotency_key)
+            claim = (
+                update(rule_state)
+                .where(key, free)
+                .values(last_event_time=t, last_key=dec.idempotency_key)
+            )
             if conn.execute(claim).rowcount == 1:
                 return True
             if conn.execute(select(rule_state.c.rule).where(key)).first() is not None:

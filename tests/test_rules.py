@@ -11,14 +11,30 @@ from triggers.base import Signal
 from triggers.count_within_window import CountWithinWindow
 
 
-def sig(t: float, model: str = "m", target: str = "score", detector: str = "adwin", pos: int = 0) -> Signal:
-    return Signal(f"{model}|{target}|{detector}|{pos or int(t)}", model, "v1", target, detector,
-                  "mean", 0.5, pos or int(t), t)
+def sig(
+    t: float, model: str = "m", target: str = "score", detector: str = "adwin", pos: int = 0
+) -> Signal:
+    return Signal(
+        f"{model}|{target}|{detector}|{pos or int(t)}",
+        model,
+        "v1",
+        target,
+        detector,
+        "mean",
+        0.5,
+        pos or int(t),
+        t,
+    )
 
 
 def rule(**over: object) -> CountWithinWindow:
-    base: dict[str, object] = {"name": "r", "min_signals": 3, "window_seconds": 100.0,
-                               "cooldown_seconds": 1000.0, "actions": ["a"]}
+    base: dict[str, object] = {
+        "name": "r",
+        "min_signals": 3,
+        "window_seconds": 100.0,
+        "cooldown_seconds": 1000.0,
+        "actions": ["a"],
+    }
     base.update(over)
     return CountWithinWindow(RuleConfig(**base))  # type: ignore[arg-type]
 
