@@ -17,7 +17,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 PREDICTIONS = "predictions"
 OUTCOMES = "outcomes"
@@ -43,6 +43,10 @@ class Source(abc.ABC):
     """Yields records in batches; knows how to resume from stored positions."""
 
     name: str
+    #: True when the source is handed shards and can lose them (a consumer
+    #: group): the daemon then restores a shard's state when it is assigned
+    #: rather than all stored shards at start.
+    assigns_shards: ClassVar[bool] = False
 
     @abc.abstractmethod
     def open(self, start: Mapping[str, int]) -> None:

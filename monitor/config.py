@@ -97,7 +97,52 @@ class FileSourceConfig(_Node, tag="file", tag_field="type", frozen=True):
             raise ValueError("a file source needs `predictions`, `outcomes` or both")
 
 
-SourceConfig = FileSourceConfig
+class KafkaSourceConfig(_Node, tag="kafka", tag_field="type", frozen=True):
+    """A consumer group over a predictions and an outcomes topic, co-partitioned
+    by prediction_id (same partition count, key = prediction_id)."""
+
+    name: Name
+    bootstrap_servers: str
+    predictions_topic: str
+    outcomes_topic: str
+    # "kafka-python" (default) or "confluent" (pip install 'driftd[confluent]').
+    client: Literal["kafka-python", "confluent"] = "kafka-python"
+    group_id: str = "driftd"
+    client_id: str = "driftd"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: Secret | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    fetch_min_bytes: PositiveInt = 1
+    fetch_max_bytes: PositiveInt = 52_428_800
+    max_partition_fetch_bytes: PositiveInt = 1_048_576
+    fetch_max_wait_ms: Annotated[int, msgspec.Meta(ge=0)] = 500
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    session_timeout_ms: PositiveInt = 45_000
+    heartbeat_interval_ms: PositiveInt = 3_000
+    max_poll_interval_ms: PositiveInt = 300_000
+    # Records handed out but not yet checkpointed; beyond it partitions pause.
+    max_in_flight_records: PositiveInt = 1_000_000
+    # Also send rejected records here, raw, with the reason in a header.
+    dead_letter_topic: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.predictions_topic == self.outcomes_topic:
+            raise ValueError("predictions_topic and outcomes_topic must differ")
+        if self.security_protocol.startswith("SASL_") and not (
+            self.sasl_mechanism and self.sasl_username and self.sasl_password
+        ):
+            raise ValueError(
+                f"{self.security_protocol} needs sasl_mechanism, sasl_username, sasl_password"
+            )
+        if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
+            raise ValueError("heartbeat_interval_ms must be at most a third of session_timeout_ms")
+
+
+SourceConfig = FileSourceConfig | KafkaSourceConfig
 
 FEATURE_TYPES = ("numeric", "categorical")
 TARGET_GROUPS = ("numeric_features", "categorical_features", "score", "error")

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
@@ -52,6 +53,12 @@ class _SourceState:
     partition_shard: dict[str, int] = field(default_factory=dict)
     dirty: set[int] = field(default_factory=set)
 
+    def forget(self, shards: frozenset[int]) -> None:
+        for p in [p for p, n in self.partition_shard.items() if n in shards]:
+            self.positions.pop(p, None)
+            del self.partition_shard[p]
+        self.dirty -= shards
+
 
 class Daemon:
     """One driftd process. Everything it is handed (engine, registry, sources)
@@ -75,17 +82,24 @@ class Daemon:
         self.engine = engine if engine is not None else make_engine(config.storage.url, pw)
         self.store = Store(self.engine, clock=clock)
         self.pipeline = Pipeline(config)
-        made = sources is None
-        self._own_sources = made
-        self.sources = [
-            _SourceState(s)
-            for s in (sources if sources is not None else [make_source(c) for c in config.sources])
-        ]
+        self._own_sources = sources is None
+        self.sources: list[_SourceState] = []
+        if sources is not None:
+            self.sources = [_SourceState(s) for s in sources]
+        else:
+            for sc in config.sources:
+                # The source needs the callback before its state holder exists.
+                holder: list[_SourceState] = []
+                src = make_source(sc, partial(self._positions_for, holder))
+                holder.append(_SourceState(src))
+                self.sources.append(holder[0])
+        for st in self.sources:
+            st.source.set_rebalance_listener(partial(self._on_rebalance, st))
         targets: dict[tuple[str, str], Deliverer] = {}
         for a in config.actions:
             targets[("action", a.name)] = make_action(a)
-        for c in config.alerts:
-            targets[("alert", c.name)] = make_channel(c)
+        for ac in config.alerts:
+            targets[("alert", ac.name)] = make_channel(ac)
         self.dispatcher = Dispatcher(self.store, targets, self.metrics, clock=clock)
         self._clock = clock
         self._stop = threading.Event()
@@ -166,21 +180,54 @@ class Daemon:
             self.engine.dispose()
 
     def _restore(self) -> None:
+        """At start, restore every stored shard of the sources that own all
+        their shards (files); sources with assignments restore per shard."""
         for st in self.sources:
-            for cp in self.store.load_checkpoints(f"shard/{st.source.name}/"):
-                if cp.state_version != STATE_VERSION:
-                    log.warning(
-                        "checkpoint %s has state version %d (want %d): starting it fresh",
-                        cp.key,
-                        cp.state_version,
-                        STATE_VERSION,
-                    )
-                    continue
-                n = int(cp.key.rsplit("/", 1)[1])
-                self.pipeline.load_shard((st.source.name, n), cp.state)
-                st.positions.update(cp.positions)
-                st.partition_shard.update({p: n for p in cp.positions})
-                log.info("restored %s at %s", cp.key, dict(cp.positions))
+            if not st.source.assigns_shards:
+                self._load_shards(st, None)
+
+    def _positions_for(self, holder: list[_SourceState], shards: frozenset[int]) -> dict[str, int]:
+        return self._load_shards(holder[0], shards)
+
+    def _load_shards(self, st: _SourceState, shards: frozenset[int] | None) -> dict[str, int]:
+        """Restore the stored state of ``shards`` (None: all stored) of a source;
+        return their positions. A shard with no checkpoint starts fresh."""
+        name = st.source.name
+        if shards is not None:
+            for n in shards:
+                self.pipeline.drop_shard((name, n))  # any stale copy from an earlier assignment
+        positions: dict[str, int] = {}
+        for cp in self.store.load_checkpoints(f"shard/{name}/"):
+            n = int(cp.key.rsplit("/", 1)[1])
+            if shards is not None and n not in shards:
+                continue
+            if cp.state_version != STATE_VERSION:
+                log.warning(
+                    "checkpoint %s has state version %d (want %d): starting it fresh",
+                    cp.key,
+                    cp.state_version,
+                    STATE_VERSION,
+                )
+                continue
+            self.pipeline.load_shard((name, n), cp.state)
+            positions.update(cp.positions)
+            st.partition_shard.update({p: n for p in cp.positions})
+            log.info("restored %s at %s", cp.key, dict(cp.positions))
+        st.positions.update(positions)
+        return positions
+
+    def _on_rebalance(self, st: _SourceState, lost: frozenset[int], gained: frozenset[int]) -> None:
+        """Shards leave: checkpoint them first, then forget them. Shards that
+        arrive are restored by ``_load_shards`` when the source asks for their
+        positions. Runs inside ``poll``, between batches."""
+        if lost:
+            self.checkpoint(only=(st, lost))
+            for n in lost:
+                self.pipeline.drop_shard((st.source.name, n))
+            st.forget(lost)
+            log.info("source %s: shards %s moved away", st.source.name, sorted(lost))
+        if gained:
+            log.info("source %s: assigned shards %s", st.source.name, sorted(gained))
 
     def _loop(self) -> None:
         cfg = self.config.runtime
@@ -286,14 +333,18 @@ class Daemon:
         if fresh:
             self.dispatcher.wake()
 
-    def checkpoint(self) -> None:
-        """Write every changed shard's state with its positions in one
-        transaction; then let the sources commit. Safe to repeat."""
+    def checkpoint(self, only: tuple[_SourceState, frozenset[int]] | None = None) -> None:
+        """Write changed shards' state with their positions in one transaction,
+        then let the sources commit those positions. ``only`` limits it to some
+        shards of one source (a rebalance). Safe to repeat."""
         t0 = time.perf_counter()
         cps: list[Checkpoint] = []
-        for st in self.sources:
+        todo = [(only[0], set(only[1]))] if only else [(st, set(st.dirty)) for st in self.sources]
+        for st, shards in todo:
             name = st.source.name
-            for n in sorted(st.dirty):
+            for n in sorted(shards):
+                if (name, n) not in self.pipeline.shards:
+                    continue
                 positions = {
                     p: o for p, o in st.positions.items() if st.partition_shard.get(p) == n
                 }
@@ -305,11 +356,18 @@ class Daemon:
                         STATE_VERSION,
                     )
                 )
-        self.store.save_checkpoints(cps)
-        for st in self.sources:
-            if st.dirty:
-                st.source.commit(dict(st.positions))
-            st.dirty.clear()
+        if cps:
+            self.store.save_checkpoints(cps)
+        for st, shards in todo:
+            if shards:
+                st.source.commit(
+                    {p: o for p, o in st.positions.items() if st.partition_shard.get(p) in shards}
+                )
+            st.dirty -= shards
+            lag = getattr(st.source, "lag", None)
+            if callable(lag):
+                for partition, value in lag().items():
+                    self.metrics.consumer_lag.labels(st.source.name, partition).set(value)
         self._export_join_stats()
         self.metrics.checkpoint_seconds.observe(time.perf_counter() - t0)
         self.metrics.last_checkpoint.set(self._clock())

@@ -114,6 +114,12 @@ class Metrics:
             "Unix time of the last checkpoint.",
             registry=registry,
         )
+        self.consumer_lag = Gauge(
+            "driftd_consumer_lag",
+            "Records behind the partition's high watermark, per source and partition.",
+            ["source", "partition"],
+            registry=registry,
+        )
         self.source_exhausted = Gauge(
             "driftd_source_exhausted",
             "1 once a finite source (a replay file) has been read to its end.",
