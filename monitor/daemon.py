@@ -268,12 +268,14 @@ class Daemon:
         st.positions.update(out.positions)
         st.partition_shard.update(out.shards)
         st.dirty.update(out.shards.values())
-        self._report(out, written.decisions, written.suppressed)
+        self._report(out, written.decisions, written.suppressed, written.silenced)
         elapsed = time.perf_counter() - t0
         self.metrics.batch_seconds.observe(elapsed)
         self.metrics.event_seconds.observe(elapsed / len(records))
 
-    def _report(self, out: BatchOutput, new_decisions: list[str], suppressed: list[str]) -> None:
+    def _report(
+        self, out: BatchOutput, new_decisions: list[str], suppressed: list[str], silenced: list[str]
+    ) -> None:
         m = self.metrics
         for labels, n in out.counts.items():
             kind = labels[0]
@@ -310,10 +312,12 @@ class Daemon:
                 s.position,
                 extra={"model": s.model, "model_version": s.model_version},
             )
-        fresh, held = set(new_decisions), set(suppressed)
+        outcomes = {k: "fired" for k in new_decisions}
+        outcomes.update({k: "suppressed" for k in suppressed})
+        outcomes.update({k: "silenced" for k in silenced})
+        fresh = set(new_decisions)
         for d in out.decisions:
-            key = d.idempotency_key
-            outcome = "fired" if key in fresh else "suppressed" if key in held else "replayed"
+            outcome = outcomes.get(d.idempotency_key, "replayed")
             m.decisions.labels(d.rule, d.model, outcome).inc()
             if outcome == "fired":
                 log.warning(

@@ -138,6 +138,31 @@ rule_state = Table(
     Column("last_key", String(128), nullable=False),
 )
 
+# Silences and maintenance windows: while one matches (wall-clock time), a
+# decision is stored as "silenced" and nothing is sent.
+silences = Table(
+    "silences",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(128), nullable=False),  # a model name or "*"
+    Column("rule", String(128)),  # None: every rule
+    Column("starts_at", Float, nullable=False),
+    Column("ends_at", Float, nullable=False),
+    Column("comment", Text, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expired_at", Float),
+)
+
+acknowledgements = Table(
+    "acknowledgements",
+    metadata,
+    Column("decision_key", String(128), primary_key=True),
+    Column("acknowledged_by", String(128), nullable=False),
+    Column("comment", Text, nullable=False),
+    Column("acknowledged_at", Float, nullable=False),
+)
+
 checkpoints = Table(
     "checkpoints",
     metadata,
@@ -209,7 +234,8 @@ class BatchResult:
     dead_letters: int = 0
     signals: int = 0
     decisions: list[str] = field(default_factory=list)  # fired
-    suppressed: list[str] = field(default_factory=list)
+    suppressed: list[str] = field(default_factory=list)  # held by a cooldown
+    silenced: list[str] = field(default_factory=list)
 
 
 def make_engine(url: str, password: str | None = None) -> Engine:
@@ -332,20 +358,28 @@ class Store:
                     result.decisions.append(dec.idempotency_key)
                 elif outcome == "suppressed":
                     result.suppressed.append(dec.idempotency_key)
+                elif outcome == "silenced":
+                    result.silenced.append(dec.idempotency_key)
             for cp in checkpoint:
                 self._save_checkpoint(conn, cp, now)
         return result
 
     def _insert_decision(self, conn: Connection, dec: DecisionRow, now: float) -> str | None:
-        """Store a decision: "fired" (with its deliveries), "suppressed" (the
-        rule's cooldown for this model holds), or None if it was stored before
-        (a replay after a crash): then nothing new is sent."""
+        """Store a decision: "fired" (with its deliveries), "silenced" (a silence
+        or maintenance window matches), "suppressed" (the rule's cooldown for
+        this model holds), or None if it was stored before (a replay after a
+        crash): then nothing new is sent."""
         seen = conn.execute(
             select(decisions.c.id).where(decisions.c.idempotency_key == dec.idempotency_key)
         ).first()
         if seen is not None:
             return None
-        outcome = "fired" if self._claim_cooldown(conn, dec) else "suppressed"
+        if self._silenced(conn, dec.rule, dec.model, self._clock()):
+            outcome = "silenced"
+        elif self._claim_cooldown(conn, dec):
+            outcome = "fired"
+        else:
+            outcome = "suppressed"
         r = conn.execute(
             self._insert_ignore(decisions).values(
                 idempotency_key=dec.idempotency_key,
@@ -375,6 +409,19 @@ class Store:
                     )
                 )
         return outcome
+
+    def _silenced(self, conn: Connection, rule: str, model: str, now: float) -> bool:
+        c = silences.c
+        hit = conn.execute(
+            select(c.id).where(
+                c.starts_at <= now,
+                c.ends_at > now,
+                c.expired_at.is_(None),
+                (c.model == model) | (c.model == "*"),
+                (c.rule == rule) | c.rule.is_(None),
+            )
+        ).first()
+        return hit is not None
 
     def _claim_cooldown(self, conn: Connection, dec: DecisionRow) -> bool:
         """Atomically take the (rule, model) cooldown slot for ``dec``'s event
@@ -477,6 +524,61 @@ class Store:
                     result=dict(result) if result is not None else None,
                 )
             )
+
+    # -- silences and acknowledgements -------------------------------------------
+    def add_silence(
+        self,
+        model: str,
+        rule: str | None,
+        starts_at: float,
+        ends_at: float,
+        comment: str,
+        created_by: str,
+    ) -> int:
+        if ends_at <= starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        with self.engine.begin() as conn:
+            r = conn.execute(
+                insert(silences).values(
+                    model=model,
+                    rule=rule,
+                    starts_at=starts_at,
+                    ends_at=ends_at,
+                    comment=comment,
+                    created_by=created_by,
+                    created_at=self._clock(),
+                )
+            )
+            key = r.inserted_primary_key
+            assert key is not None
+            return int(key[0])
+
+    def expire_silence(self, silence_id: int) -> bool:
+        with self.engine.begin() as conn:
+            r = conn.execute(
+                update(silences)
+                .where(silences.c.id == silence_id, silences.c.expired_at.is_(None))
+                .values(expired_at=self._clock())
+            )
+            return r.rowcount == 1
+
+    def acknowledge(self, decision_key: str, by: str, comment: str) -> bool:
+        """Record that a person saw a decision; False if there is no such decision."""
+        with self.engine.begin() as conn:
+            found = conn.execute(
+                select(decisions.c.id).where(decisions.c.idempotency_key == decision_key)
+            ).first()
+            if found is None:
+                return False
+            conn.execute(
+                self._insert_ignore(acknowledgements).values(
+                    decision_key=decision_key,
+                    acknowledged_by=by,
+                    comment=comment,
+                    acknowledged_at=self._clock(),
+                )
+            )
+            return True
 
     def pending_deliveries(self) -> int:
         with self.engine.connect() as conn:

@@ -98,3 +98,19 @@ def test_store_cooldown_across_shards_and_processes(tmp_path: Path) -> None:
     rows = {r["idempotency_key"]: r["outcome"] for r in one.rows(decisions)}
     assert rows == {"k1": "fired", "k2": "suppressed", "k0": "suppressed", "k3": "fired"}
     assert sorted(r["decision_key"] for r in one.rows(deliveries)) == ["k1", "k3"]
+
+
+def test_silence_holds_decisions_until_expired(tmp_path: Path) -> None:
+    now = [100.0]
+    store = Store(make_engine(f"sqlite:///{tmp_path / 'd.db'}"), clock=lambda: now[0])
+    store.create_schema()
+    sid = store.add_silence("m", None, 50.0, 200.0, "deploying v2", "alice")
+    assert store.write_batch(decs=[_row("k1", 5000.0)]).silenced == ["k1"]
+    store.add_silence("other", "r", 0.0, 1e9, "not this model", "bob")
+    now[0] = 150.0
+    assert store.expire_silence(sid) is True
+    assert store.expire_silence(sid) is False
+    assert store.write_batch(decs=[_row("k2", 5000.0)]).decisions == ["k2"]
+    assert sorted(r["decision_key"] for r in store.rows(deliveries)) == ["k2"]
+    assert store.acknowledge("k2", "alice", "retraining") is True
+    assert store.acknowledge("nope", "alice", "") is False
