@@ -34,6 +34,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = sub.add_parser("check-config", help="validate a config file and print it normalized")
     check.add_argument("path", nargs="?", default="config.toml")
 
+    replay = sub.add_parser(
+        "replay", help="backtest: run the decision engine over files, acting on nothing"
+    )
+    replay.add_argument("file", help="predictions file (JSONL, CSV or Parquet)")
+    replay.add_argument("--outcomes", help="outcomes file, joined to the predictions")
+    replay.add_argument("--config", default="config.toml")
+
     for name, helptext in (
         ("decisions", "list stored decisions and their deliveries"),
         ("signals", "list stored drift signals"),
@@ -54,6 +61,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "run":
         return _run(config, args)
+    if args.command == "replay":
+        from monitor.backtest import backtest
+        from monitor.logs import setup_logging
+
+        setup_logging("WARNING", config.logging.format)
+        print(backtest(config, args.file, args.outcomes))
+        return 0
     return _query(config, args)
 
 

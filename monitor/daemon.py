@@ -134,8 +134,12 @@ class Daemon:
         return (True, "ok")
 
     # -- lifecycle ------------------------------------------------------------
-    def run(self, *, keep_serving: bool = False, serve_http: bool = True) -> int:
-        """Run until the sources end (files) or a stop is requested. Blocks."""
+    def run(
+        self, *, keep_serving: bool = False, serve_http: bool = True, dry_run: bool = False
+    ) -> int:
+        """Run until the sources end (files) or a stop is requested. Blocks.
+
+        ``dry_run`` decides but delivers nothing (``driftd replay``)."""
         self.store.create_schema()
         self._restore()
         if serve_http:
@@ -143,13 +147,14 @@ class Daemon:
                 self.config.http.host, self.config.http.port, self.registry, self.health, self.ready
             )
             self.http.start()
-        self.dispatcher.start()
+        if not dry_run:
+            self.dispatcher.start()
         try:
             for st in self.sources:
                 st.source.open(st.positions)
             self._loop()
             self.checkpoint()
-            if all(st.source.exhausted for st in self.sources):
+            if not dry_run and all(st.source.exhausted for st in self.sources):
                 log.info(
                     "replay finished; waiting up to %.0fs for deliveries",
                     self.config.runtime.drain_timeout_seconds,
@@ -159,7 +164,8 @@ class Daemon:
                         "%d deliveries still pending; they resume on the next start",
                         self.store.pending_deliveries(),
                     )
-            self._print_summary()
+            if not dry_run:
+                self._print_summary()
             if keep_serving and not self._stop.is_set():
                 log.info("keep-serving: /metrics stays up until SIGTERM/SIGINT")
                 while not self._stop.wait(0.5):
