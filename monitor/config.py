@@ -156,6 +156,20 @@ class DetectorSpec(_Node, frozen=True):
     params: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
+class BatchConfig(_Node, frozen=True):
+    """Batch checks of one model: windows vs a reference, on a schedule."""
+
+    # Run every this many seconds (APScheduler interval trigger) ...
+    interval_seconds: Positive = 300.0
+    # ... or on a cron expression ("*/5 * * * *"), which wins when set.
+    cron: str | None = None
+    window: Literal["tumbling", "sliding"] = "tumbling"
+    # Rows kept per shard per window (a uniform sample beyond it).
+    window_max_rows: PositiveInt = 20_000
+    # A window with fewer predictions is not judged.
+    min_rows: PositiveInt = 200
+
+
 class ModelConfig(_Node, frozen=True):
     name: Name
     task: Literal["classification", "regression"]
@@ -163,6 +177,7 @@ class ModelConfig(_Node, frozen=True):
     # Which value is watched as the score: "score" or "probabilities.<class>".
     score_field: str = "score"
     detectors: list[DetectorSpec] = msgspec.field(default_factory=list)
+    batch: BatchConfig | None = None
 
     def __post_init__(self) -> None:
         if not self.features:

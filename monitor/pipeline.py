@@ -21,6 +21,7 @@ model) is enforced by the store when a decision is written.
 from __future__ import annotations
 
 import pickle
+import zlib
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from monitor.events import (
 )
 from monitor.join import JoinBuffer
 from monitor.store import DeadLetter
+from monitor.windows import WindowBuffer
 from triggers.base import Decision, Rule, Signal
 from triggers.registry import make_rule
 
@@ -106,6 +108,7 @@ class Waiting:
     model_version: str
     prediction: float | str | bool
     position: int  # the prediction's position among its version's events
+    score: float | None = None
 
 
 @dataclass
@@ -114,6 +117,8 @@ class ShardState:
 
     join: JoinBuffer[Waiting, tuple[float, Any]]
     rules: list[Rule]
+    # Current windows for batch checks (None when no model has batch checks).
+    windows: WindowBuffer | None = None
     versions: dict[str, OrderedDict[str, VersionState]] = field(default_factory=dict)
     counts: Counter[str] = field(default_factory=Counter)
 
@@ -147,6 +152,14 @@ class Pipeline:
             j = self.config.join
             rules = [make_rule(r) for r in self.config.rules]
             state = self.shards[n] = ShardState(JoinBuffer(j.ttl_seconds, j.max_size), rules)
+            batch = [m.batch for m in self.config.models if m.batch is not None]
+            if batch:
+                state.windows = WindowBuffer(
+                    max_rows=max(b.window_max_rows for b in batch),
+                    sliding=any(b.window == "sliding" for b in batch),
+                    # Not hash(): str hashes differ between processes.
+                    seed=zlib.crc32(f"{n[0]}/{n[1]}".encode()),
+                )
         return state
 
     def dump_shard(self, n: tuple[str, int]) -> bytes:
@@ -253,11 +266,17 @@ class Pipeline:
         if unexpected:
             counts[("unexpected", model.name)] += unexpected
         state.counts[f"events:{model.name}:{PREDICTIONS}"] += 1
+        if state.windows is not None and model.batch is not None:
+            state.windows.add(
+                model.name, version, ev.prediction_id, numeric, categorical, score, ts, unexpected
+            )
         waiting = state.join.add_prediction(
-            (model.name, ev.prediction_id), ts, Waiting(version, ev.prediction, n)
+            (model.name, ev.prediction_id), ts, Waiting(version, ev.prediction, n, score)
         )
         if waiting is not None:
-            self._joined(state, schema, version, ev.prediction, n, waiting[1], waiting[0], out)
+            self._joined(
+                state, schema, version, ev.prediction, n, waiting[1], waiting[0], out, score
+            )
 
     def _outcome(self, rec: Record, out: BatchOutput) -> None:
         ev = decode(OUTCOMES, rec.value)
@@ -274,7 +293,15 @@ class Pipeline:
         pred = state.join.add_outcome((ev.model, ev.prediction_id), ts, (ts, ev.label))
         if pred is not None:
             self._joined(
-                state, schema, pred.model_version, pred.prediction, pred.position, ev.label, ts, out
+                state,
+                schema,
+                pred.model_version,
+                pred.prediction,
+                pred.position,
+                ev.label,
+                ts,
+                out,
+                pred.score,
             )
 
     def _joined(
@@ -287,6 +314,7 @@ class Pipeline:
         label: Any,
         ts: float,
         out: BatchOutput,
+        score: float | None = None,
     ) -> None:
         model = schema.config
         versions = state.versions.get(model.name)
@@ -305,6 +333,8 @@ class Pipeline:
                 out.signals.append(_signal(model.name, version, slot, position, ts, vs.n_outcomes))
         if vs.error:
             out.counts[("updates", model.name)] += len(vs.error)
+        if state.windows is not None and model.batch is not None:
+            state.windows.add_labeled(model.name, prediction, label, score, ts, len(model.features))
         out.counts[("joined", model.name)] += 1
 
     # -- views ------------------------------------------------------------------
