@@ -143,8 +143,15 @@ class Daemon:
         self.store.create_schema()
         self._restore()
         if serve_http:
+            from monitor.api import Api
+
             self.http = HttpServer(
-                self.config.http.host, self.config.http.port, self.registry, self.health, self.ready
+                self.config.http.host,
+                self.config.http.port,
+                self.registry,
+                self.health,
+                self.ready,
+                api=Api(self.store, self.config, clock=self._clock),
             )
             self.http.start()
         if not dry_run:
