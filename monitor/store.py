@@ -12,6 +12,7 @@ and its outbox deliveries are written in one transaction; the checkpoint
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Engine,
@@ -55,7 +57,7 @@ dead_letters = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("source_partition", String(255), nullable=False),
-    Column("source_offset", Integer, nullable=False),
+    Column("source_offset", BigInteger, nullable=False),
     Column("stream", String(32), nullable=False),
     Column("model", String(128)),
     Column("reason_code", String(64), nullable=False),
@@ -78,7 +80,7 @@ signals = Table(
     Column("value", Float),
     Column("details", JSON, nullable=False),
     # Events of this model version seen when the detector fired (1-based).
-    Column("position", Integer, nullable=False),
+    Column("position", BigInteger, nullable=False),
     Column("event_time", Float, nullable=False),
     Column("created_at", Float, nullable=False),
 )
@@ -136,6 +138,55 @@ rule_state = Table(
     Column("model", String(128), primary_key=True),
     Column("last_event_time", Float, nullable=False),
     Column("last_key", String(128), nullable=False),
+)
+
+# A model's reference, summarized (detectors.batch.ReferenceProfile as JSON)
+# with its performance baseline: a check never needs the raw reference.
+reference_profiles = Table(
+    "reference_profiles",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(128), nullable=False),
+    Column("model_version", String(128), nullable=False),  # "" = any version
+    Column("segment", String(255), nullable=False, default=""),  # "" = all rows
+    Column("source", Text, nullable=False),
+    Column("n_rows", Integer, nullable=False),
+    Column("profile", LargeBinary, nullable=False),
+    Column("performance", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+# One batch check of one model's window (and segment), and its per-column results.
+batch_checks = Table(
+    "batch_checks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(128), nullable=False),
+    Column("segment", String(255), nullable=False),  # "" = the whole window
+    Column("window_start", Float, nullable=False),
+    Column("window_end", Float, nullable=False),
+    Column("n_rows", Integer, nullable=False),
+    Column("n_labeled", Integer, nullable=False),
+    Column("drifted_share", Float, nullable=False),
+    Column("failed", Boolean, nullable=False),
+    Column("summary", JSON, nullable=False),
+    Column("report", Text),
+    Column("created_at", Float, nullable=False),
+)
+
+batch_results = Table(
+    "batch_results",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("check_id", Integer, nullable=False, index=True),
+    Column("kind", String(16), nullable=False),  # drift, quality, performance
+    Column("name", String(64), nullable=False),  # test, quality check or metric
+    Column("column", String(255)),
+    Column("statistic", Float),
+    Column("p_value", Float),
+    Column("threshold", Float),
+    Column("failed", Boolean, nullable=False),
+    Column("detail", JSON, nullable=False),
 )
 
 # Silences and maintenance windows: while one matches (wall-clock time), a
@@ -198,7 +249,7 @@ class SignalRow:
     detector: str
     statistic: str
     value: float | None
-    details: Mapping[str, float]
+    details: Mapping[str, Any]
     position: int
     event_time: float
 
@@ -246,7 +297,10 @@ def make_engine(url: str, password: str | None = None) -> Engine:
         u = u.set(password=password)
     if u.get_backend_name() == "postgresql" and u.get_driver_name() in ("", "psycopg2"):
         u = u.set(drivername="postgresql+psycopg")
-    engine = create_engine(u, pool_pre_ping=True)
+    # JSON columns never carry NaN/inf (PostgreSQL's json rejects them).
+    engine = create_engine(
+        u, pool_pre_ping=True, json_serializer=lambda o: json.dumps(_json_safe(o), allow_nan=False)
+    )
     if u.get_backend_name() == "sqlite":
 
         @event.listens_for(engine, "connect")
@@ -299,15 +353,20 @@ class Store:
     # -- batch writes ---------------------------------------------------------
     def _insert_ignore(self, table: Table) -> Any:
         """INSERT that skips rows whose unique key exists (both dialects)."""
+        stmt: Any
         if self._dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-            return pg_insert(table).on_conflict_do_nothing()
-        if self._dialect == "sqlite":
+            stmt = pg_insert(table).on_conflict_do_nothing()
+        elif self._dialect == "sqlite":
             from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-            return sqlite_insert(table).on_conflict_do_nothing()
-        raise NotImplementedError(f"unsupported database dialect {self._dialect!r}")
+            stmt = sqlite_insert(table).on_conflict_do_nothing()
+        else:
+            raise NotImplementedError(f"unsupported database dialect {self._dialect!r}")
+        # SQLAlchemy closes an INSERT's cursor without keeping its rowcount, and
+        # psycopg 3 then reports -1: keep it, or every insert counts as new.
+        return stmt.execution_options(preserve_rowcount=True)
 
     def write_batch(
         self,
@@ -328,7 +387,7 @@ class Store:
                         stream=d.stream,
                         model=d.model,
                         reason_code=d.reason_code,
-                        reason=d.reason,
+                        reason=_text(d.reason),
                         payload=d.payload,
                         created_at=now,
                     )
@@ -343,7 +402,10 @@ class Store:
                     "detector": s.detector,
                     "statistic": s.statistic,
                     "value": _finite_or_none(s.value),
-                    "details": {k: _finite_or_none(v) for k, v in s.details.items()},
+                    "details": {
+                        k: _finite_or_none(v) if isinstance(v, float) else v
+                        for k, v in s.details.items()
+                    },
                     "position": s.position,
                     "event_time": s.event_time,
                     "created_at": now,
@@ -389,7 +451,7 @@ class Store:
                 severity=dec.severity,
                 outcome=outcome,
                 event_time=dec.event_time,
-                payload=dict(dec.payload),
+                payload=_json_safe(dict(dec.payload)),
                 created_at=now,
             )
         )
@@ -456,11 +518,19 @@ class Store:
             "state_version": cp.state_version,
             "updated_at": now,
         }
-        r = conn.execute(
-            update(checkpoints).where(checkpoints.c.checkpoint_key == cp.key).values(**values)
+        stmt: Any
+        if self._dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            stmt = pg_insert(checkpoints)
+        else:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            stmt = sqlite_insert(checkpoints)
+        stmt = stmt.values(checkpoint_key=cp.key, **values)
+        conn.execute(
+            stmt.on_conflict_do_update(index_elements=[checkpoints.c.checkpoint_key], set_=values)
         )
-        if r.rowcount == 0:
-            conn.execute(insert(checkpoints).values(checkpoint_key=cp.key, **values))
 
     def save_checkpoints(self, cps: Iterable[Checkpoint]) -> None:
         self.write_batch(checkpoint=cps)
@@ -468,7 +538,9 @@ class Store:
     def load_checkpoints(self, prefix: str) -> list[Checkpoint]:
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(checkpoints).where(checkpoints.c.checkpoint_key.startswith(prefix))
+                select(checkpoints).where(
+                    func.substr(checkpoints.c.checkpoint_key, 1, len(prefix)) == prefix
+                )
             ).all()
         return [
             Checkpoint(r.checkpoint_key, dict(r.positions), bytes(r.state), r.state_version)
@@ -507,7 +579,7 @@ class Store:
                     delivery_id=delivery_id,
                     attempt=attempt,
                     ok=ok,
-                    detail=detail[:4000],
+                    detail=_text(detail)[:4000],
                     started_at=started_at,
                     duration_seconds=duration,
                 )
@@ -519,11 +591,75 @@ class Store:
                     attempts=attempt,
                     status=status,
                     next_attempt_at=next_attempt_at,
-                    last_error=None if ok else detail[:4000],
+                    last_error=None if ok else _text(detail)[:4000],
                     delivered_at=self._clock() if ok else None,
-                    result=dict(result) if result is not None else None,
+                    result=_json_safe(dict(result)) if result is not None else None,
                 )
             )
+
+    # -- references and batch checks ---------------------------------------------
+    def save_reference(
+        self,
+        model: str,
+        version: str,
+        source: str,
+        n_rows: int,
+        profile: bytes,
+        performance: Mapping[str, Any],
+    ) -> int:
+        with self.engine.begin() as conn:
+            r = conn.execute(
+                insert(reference_profiles).values(
+                    model=model,
+                    model_version=version,
+                    source=source,
+                    n_rows=n_rows,
+                    profile=profile,
+                    performance=dict(performance),
+                    created_at=self._clock(),
+                )
+            )
+            key = r.inserted_primary_key
+            assert key is not None
+            return int(key[0])
+
+    def load_reference(
+        self, model: str, version: str = "", segment: str = ""
+    ) -> dict[str, Any] | None:
+        """The newest reference for ``model`` (and ``version``, falling back to any version)."""
+        c = reference_profiles.c
+        with self.engine.connect() as conn:
+            for v in dict.fromkeys((version, "")):
+                row = conn.execute(
+                    select(reference_profiles)
+                    .where(c.model == model, c.model_version == v, c.segment == segment)
+                    .order_by(c.id.desc())
+                    .limit(1)
+                ).first()
+                if row is not None:
+                    return dict(row._mapping)
+        return None
+
+    def save_check(self, check: Mapping[str, Any], results: Iterable[Mapping[str, Any]]) -> int:
+        """Store one check and its results in one transaction."""
+        with self.engine.begin() as conn:
+            r = conn.execute(insert(batch_checks).values(**check, created_at=self._clock()))
+            key = r.inserted_primary_key
+            assert key is not None
+            check_id = int(key[0])
+            rows = [
+                {
+                    **res,
+                    "statistic": _finite_or_none(res.get("statistic")),
+                    "p_value": _finite_or_none(res.get("p_value")),
+                    "threshold": _finite_or_none(res.get("threshold")),
+                    "check_id": check_id,
+                }
+                for res in results
+            ]
+            if rows:
+                conn.execute(insert(batch_results), rows)
+            return check_id
 
     # -- silences and acknowledgements -------------------------------------------
     def add_silence(
@@ -614,3 +750,19 @@ def _finite_or_none(v: float | None) -> float | None:
 
 def dumps(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, default=str)
+
+
+def _json_safe(obj: Any) -> Any:
+    """``obj`` with non-finite floats as None: PostgreSQL's json rejects NaN/Infinity."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def _text(s: str) -> str:
+    """PostgreSQL text cannot hold NUL."""
+    return s.replace("\x00", "\ufffd")
