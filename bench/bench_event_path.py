@@ -43,15 +43,30 @@ def generate(out: Path, n: int, n_features: int, seed: int = 7) -> None:
     with (out / "predictions.jsonl").open("w") as fp, (out / "outcomes.jsonl").open("w") as fo:
         for i in range(n):
             features = dict(zip(names, np.round(x[i], 5).tolist(), strict=True))
-            event = {"model": "bench", "model_version": "v1", "prediction_id": f"p{i}",
-                     "timestamp": start + i * 0.01, "features": features,
-                     "prediction": "yes" if score[i] > 0.5 else "no", "score": round(float(score[i]), 5)}
+            event = {
+                "model": "bench",
+                "model_version": "v1",
+                "prediction_id": f"p{i}",
+                "timestamp": start + i * 0.01,
+                "features": features,
+                "prediction": "yes" if score[i] > 0.5 else "no",
+                "score": round(float(score[i]), 5),
+            }
             fp.write(json.dumps(event, separators=(",", ":")) + "\n")
             if i % 2 == 0:
                 label = "yes" if rng.random() < score[i] else "no"
-                fo.write(json.dumps({"model": "bench", "prediction_id": f"p{i}",
-                                     "timestamp": start + i * 0.01 + 5.0, "label": label},
-                                    separators=(",", ":")) + "\n")
+                fo.write(
+                    json.dumps(
+                        {
+                            "model": "bench",
+                            "prediction_id": f"p{i}",
+                            "timestamp": start + i * 0.01 + 5.0,
+                            "label": label,
+                        },
+                        separators=(",", ":"),
+                    )
+                    + "\n"
+                )
     (out / "features.json").write_text(json.dumps(names))
 
 
@@ -59,7 +74,7 @@ def config_text(data: Path, names: list[str]) -> str:
     feats = ", ".join(f'{n} = "numeric"' for n in names)
     return f"""
 [storage]
-url = "sqlite:///{data / 'bench.db'}"
+url = "sqlite:///{data / "bench.db"}"
 [runtime]
 batch_size = 5000
 checkpoint_interval_seconds = 30.0
@@ -69,8 +84,8 @@ ttl_seconds = 60.0
 [[sources]]
 type = "file"
 name = "bench"
-predictions = "{data / 'predictions.jsonl'}"
-outcomes = "{data / 'outcomes.jsonl'}"
+predictions = "{data / "predictions.jsonl"}"
+outcomes = "{data / "outcomes.jsonl"}"
 [[models]]
 name = "bench"
 task = "classification"
@@ -141,7 +156,9 @@ def part_river(data: Path) -> dict[str, float]:
     from river.drift import ADWIN
 
     names = json.loads((data / "features.json").read_text())
-    rows = [msgspec.json.decode(line) for line in (data / "predictions.jsonl").read_bytes().splitlines()]
+    rows = [
+        msgspec.json.decode(line) for line in (data / "predictions.jsonl").read_bytes().splitlines()
+    ]
     columns = [[r["features"][n] for r in rows] + [] for n in names] + [[r["score"] for r in rows]]
     del rows
     detectors = [ADWIN() for _ in columns]
@@ -167,7 +184,12 @@ def part_decode(data: Path) -> dict[str, float]:
     return {"events": len(lines), "seconds": time.perf_counter() - t0, "signals": 0}
 
 
-PARTS = {"driftd": part_driftd, "pipeline": part_pipeline, "river": part_river, "decode": part_decode}
+PARTS = {
+    "driftd": part_driftd,
+    "pipeline": part_pipeline,
+    "river": part_river,
+    "decode": part_decode,
+}
 
 
 def main() -> None:
@@ -186,18 +208,27 @@ def main() -> None:
         data = Path(tmp)
         t0 = time.perf_counter()
         generate(data, args.events, args.features)
-        print(f"generated {args.events} predictions (+{(args.events + 1) // 2} outcomes), "
-              f"{args.features} numeric features, in {time.perf_counter() - t0:.1f}s")
-        print(f"{'part':<10} {'events':>9} {'seconds':>8} {'events/s':>10} {'us/event':>9} {'peak MB':>8} {'signals':>7}")
+        print(
+            f"generated {args.events} predictions (+{(args.events + 1) // 2} outcomes), "
+            f"{args.features} numeric features, in {time.perf_counter() - t0:.1f}s"
+        )
+        print(
+            f"{'part':<10} {'events':>9} {'seconds':>8} {'events/s':>10} {'us/event':>9} {'peak MB':>8} {'signals':>7}"
+        )
         for name in ("driftd", "pipeline", "river", "decode"):
             out = subprocess.run(
                 [sys.executable, __file__, "--part", name, "--data", str(data)],
-                capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
             )
             r = json.loads(out.stdout.strip().splitlines()[-1])
             rate = r["events"] / r["seconds"]
-            print(f"{name:<10} {int(r['events']):>9} {r['seconds']:>8.2f} {rate:>10.0f} "
-                  f"{1e6 / rate:>9.2f} {r['peak_rss_mb']:>8.0f} {int(r['signals']):>7}")
+            print(
+                f"{name:<10} {int(r['events']):>9} {r['seconds']:>8.2f} {rate:>10.0f} "
+                f"{1e6 / rate:>9.2f} {r['peak_rss_mb']:>8.0f} {int(r['signals']):>7}"
+            )
 
 
 if __name__ == "__main__":

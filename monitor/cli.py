@@ -41,6 +41,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     replay.add_argument("--outcomes", help="outcomes file, joined to the predictions")
     replay.add_argument("--config", default="config.toml")
 
+    chk = sub.add_parser(
+        "check", help="run a model's batch checks once on the stored windows and print them"
+    )
+    chk.add_argument("--model", required=True)
+    chk.add_argument("--config", default="config.toml")
+    base = sub.add_parser("baseline", help="build and store a model's reference profile")
+    base.add_argument("--model", required=True)
+    base.add_argument("--config", default="config.toml")
+
     for name, helptext in (
         ("decisions", "list stored decisions and their deliveries"),
         ("signals", "list stored drift signals"),
@@ -68,7 +77,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_logging("WARNING", config.logging.format)
         print(backtest(config, args.file, args.outcomes))
         return 0
+    if args.command in ("check", "baseline"):
+        return _batch(config, args)
     return _query(config, args)
+
+
+def _batch(config: DriftdConfig, args: argparse.Namespace) -> int:
+    from prometheus_client import CollectorRegistry
+
+    from monitor.batch import BatchRunner, baseline, render, stored_window
+    from monitor.metrics import Metrics
+    from monitor.store import Store, make_engine
+
+    model = config.model(args.model)
+    if model is None or model.batch is None:
+        print(f"driftd: model {args.model!r} has no [models.batch] section", file=sys.stderr)
+        return 2
+    pw = config.storage.password.reveal() if config.storage.password else None
+    engine = make_engine(config.storage.url, pw)
+    try:
+        store = Store(engine)
+        store.create_schema()
+        window = stored_window(store, model.name)
+        if args.command == "baseline":
+            try:
+                print(baseline(config, store, model.name, window))
+            except ValueError as exc:
+                print(f"driftd: {exc}", file=sys.stderr)
+                return 2
+            return 0
+        runner = BatchRunner(
+            config, store, Metrics(CollectorRegistry()), lambda _m: None, lambda _s: None
+        )
+        outcome = runner.run(model.name, window)
+        print(render(outcome))
+        return 1 if outcome.status == "failed" else 0
+    finally:
+        engine.dispose()
 
 
 def _check_config(path: str) -> int:

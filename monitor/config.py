@@ -156,8 +156,33 @@ class DetectorSpec(_Node, frozen=True):
     params: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
+class ReferenceConfig(_Node, frozen=True):
+    """Where a model's reference comes from: one of a file of prediction events
+    (JSONL, CSV, Parquet; with an optional outcomes file for a performance
+    baseline), a SQL query, or the stream itself (the first N predictions)."""
+
+    path: str | None = None
+    outcomes: str | None = None
+    format: Literal["auto", "jsonl", "csv", "parquet"] = "auto"
+    # SQLAlchemy URL and a query returning one row per prediction, with the
+    # model's feature names (or features.NAME) as columns, and score/label.
+    url: str | None = None
+    query: str | None = None
+    password: Secret | None = None
+    capture_first: PositiveInt | None = None
+
+    def __post_init__(self) -> None:
+        given = [self.path is not None, self.query is not None, self.capture_first is not None]
+        if sum(given) != 1:
+            raise ValueError("set exactly one of path, query (with url) or capture_first")
+        if (self.query is None) != (self.url is None):
+            raise ValueError("query and url go together")
+
+
 class BatchConfig(_Node, frozen=True):
     """Batch checks of one model: windows vs a reference, on a schedule."""
+
+    reference: ReferenceConfig
 
     # Run every this many seconds (APScheduler interval trigger) ...
     interval_seconds: Positive = 300.0
@@ -168,6 +193,20 @@ class BatchConfig(_Node, frozen=True):
     window_max_rows: PositiveInt = 20_000
     # A window with fewer predictions is not judged.
     min_rows: PositiveInt = 200
+    # Per-feature test overrides by registry name ({ income = "ks" });
+    # other columns get the size-aware default (see detectors.batch.defaults).
+    tests: dict[str, str] = msgspec.field(default_factory=dict)
+    # Slice every check by this categorical feature's values (top N, rest "__other__").
+    segment_by: str | None = None
+    max_segments: PositiveInt = 20
+    # Classification: the class whose precision/recall/F1 are tracked.
+    positive_class: str | None = None
+    # Where Evidently HTML reports of failing checks go (none: no reports).
+    report_dir: str | None = None
+    report_max_count: PositiveInt = 50
+    report_max_age_seconds: Positive = 7 * 86400.0
+    # The whole confidence interval must be this much worse than the baseline.
+    performance_margin: NonNegative = 0.02
 
 
 class ModelConfig(_Node, frozen=True):

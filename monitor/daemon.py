@@ -11,9 +11,11 @@ flag: the loop finishes the batch in hand, checkpoints and closes.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -23,6 +25,7 @@ from sqlalchemy import Engine
 from alerts.registry import make_channel
 from connectors.base import Source
 from connectors.registry import make_source
+from monitor.batch import BatchRunner
 from monitor.config import DriftdConfig
 from monitor.dispatcher import Dispatcher
 from monitor.http import HttpServer
@@ -36,8 +39,9 @@ from monitor.pipeline import (
     iter_signal_rows,
 )
 from monitor.store import Checkpoint, DecisionRow, Store, make_engine
-from triggers.base import Deliverer
-from triggers.registry import make_action
+from monitor.windows import Window, merge
+from triggers.base import Deliverer, Signal
+from triggers.registry import make_action, make_rule
 
 log = logging.getLogger("driftd")
 
@@ -108,6 +112,15 @@ class Daemon:
             logging.getLogger("driftd.input"), config.logging.invalid_log_interval_seconds
         )
         self.http: HttpServer | None = None
+        # Batch checks run in the scheduler's threads; shard state belongs to
+        # the loop, which hands windows over and takes signals back.
+        self._window_requests: queue.Queue[tuple[str, Future[Window | None]]] = queue.Queue()
+        self._batch_signals: queue.Queue[list[Signal]] = queue.Queue()
+        self._model_rules = [make_rule(r) for r in config.rules]
+        self._loop_running = False
+        self.batch = BatchRunner(
+            config, self.store, self.metrics, self.request_window, self._batch_signals.put, clock
+        )
         self._exported: dict[str, int] = {}
         self._cooldowns = {r.name: r.cooldown_seconds for r in config.rules}
 
@@ -156,10 +169,20 @@ class Daemon:
             self.http.start()
         if not dry_run:
             self.dispatcher.start()
+        self.batch.start()
         try:
             for st in self.sources:
                 st.source.open(st.positions)
+            self._loop_running = True
             self._loop()
+            if all(st.source.exhausted for st in self.sources):
+                # A finished replay: judge what is left in the windows.
+                for m in self.config.models:
+                    if m.batch is not None:
+                        self._batch_signals.put(
+                            self.batch.run(m.name, self._take_window(m.name)).signals
+                        )
+                self._service()
             self.checkpoint()
             if not dry_run and all(st.source.exhausted for st in self.sources):
                 log.info(
@@ -177,11 +200,14 @@ class Daemon:
                 log.info("keep-serving: /metrics stays up until SIGTERM/SIGINT")
                 while not self._stop.wait(0.5):
                     self._heartbeat = time.monotonic()
+                    self._service()
         finally:
             self.close()
         return 0
 
     def close(self) -> None:
+        self._loop_running = False
+        self.batch.stop()
         self.dispatcher.stop()
         if self.http is not None:
             self.http.stop()
@@ -256,13 +282,65 @@ class Daemon:
                     self._process(st, records)
                 if st.source.exhausted:
                     self.metrics.source_exhausted.labels(st.source.name).set(1)
+            self._service()
             if time.monotonic() >= next_checkpoint:
                 self.checkpoint()
                 next_checkpoint = time.monotonic() + cfg.checkpoint_interval_seconds
 
+    # -- batch checks ---------------------------------------------------------------
+    def request_window(self, model: str, timeout: float = 120.0) -> Window | None:
+        """From a scheduler thread: have the loop close ``model``'s window and hand
+        it over (merged across this process's shards). Blocks until it does."""
+        fut: Future[Window | None] = Future()
+        self._window_requests.put((model, fut))
+        return fut.result(timeout)
+
+    def _take_window(self, model: str) -> Window | None:
+        taken = []
+        for (source, n), state in self.pipeline.shards.items():
+            if state.windows is not None:
+                w = state.windows.take(model)
+                if w is not None:
+                    taken.append(w)
+                    for st in self.sources:
+                        if st.source.name == source:
+                            st.dirty.add(n)
+        return merge(taken)
+
+    def _service(self) -> None:
+        """Between batches (loop thread): hand windows over, act on batch signals."""
+        while True:
+            try:
+                model, fut = self._window_requests.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                fut.set_result(self._take_window(model))
+            except Exception as exc:
+                fut.set_exception(exc)
+        while True:
+            try:
+                sigs = self._batch_signals.get_nowait()
+            except queue.Empty:
+                break
+            decisions = [
+                d for s in sigs for r in self._model_rules if (d := r.observe(s)) is not None
+            ]
+            self._write(BatchOutput(signals=sigs, decisions=decisions))
+
     def _process(self, st: _SourceState, records: Sequence[object]) -> None:
         t0 = time.perf_counter()
         out = self.pipeline.process(records, st.source.name)  # type: ignore[arg-type]
+        self._write(out)
+        st.positions.update(out.positions)
+        st.partition_shard.update(out.shards)
+        st.dirty.update(out.shards.values())
+        elapsed = time.perf_counter() - t0
+        self.metrics.batch_seconds.observe(elapsed)
+        self.metrics.event_seconds.observe(elapsed / len(records))
+
+    def _write(self, out: BatchOutput) -> None:
+        """Store what a batch derived (one transaction) and report it."""
         rows = [
             DecisionRow(
                 d.idempotency_key,
@@ -278,13 +356,7 @@ class Daemon:
             for d in out.decisions
         ]
         written = self.store.write_batch(out.dead, iter_signal_rows(out.signals), rows)
-        st.positions.update(out.positions)
-        st.partition_shard.update(out.shards)
-        st.dirty.update(out.shards.values())
         self._report(out, written.decisions, written.suppressed, written.silenced)
-        elapsed = time.perf_counter() - t0
-        self.metrics.batch_seconds.observe(elapsed)
-        self.metrics.event_seconds.observe(elapsed / len(records))
 
     def _report(
         self, out: BatchOutput, new_decisions: list[str], suppressed: list[str], silenced: list[str]

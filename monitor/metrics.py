@@ -120,6 +120,43 @@ class Metrics:
             ["source", "partition"],
             registry=registry,
         )
+        self.batch_checks = Counter(
+            "driftd_batch_checks_total",
+            "Batch checks run, by model and status (ok/failed/skipped/captured/error).",
+            ["model", "status"],
+            registry=registry,
+        )
+        self.batch_check_seconds = Histogram(
+            "driftd_batch_check_seconds",
+            "Wall time of one batch check (all columns, quality, performance, segments).",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+            registry=registry,
+        )
+        self.batch_drift_score = Gauge(
+            "driftd_batch_drift_score",
+            "Last batch drift statistic per model, feature, test and segment ('' = whole window).",
+            ["model", "feature", "test", "segment"],
+            registry=registry,
+        )
+        self.batch_drifted_share = Gauge(
+            "driftd_batch_drifted_columns_share",
+            "Share of columns judged drifted by the last batch check.",
+            ["model", "segment"],
+            registry=registry,
+        )
+        self.quality_value = Gauge(
+            "driftd_quality_value",
+            "Last data-quality measurement (a rate or share) per model, check and feature.",
+            ["model", "check", "feature", "segment"],
+            registry=registry,
+        )
+        self.performance = Gauge(
+            "driftd_performance",
+            "Last model performance per metric: realized (labels) or estimated (scores), "
+            "with its confidence bounds.",
+            ["model", "metric", "kind", "bound"],
+            registry=registry,
+        )
         self.source_exhausted = Gauge(
             "driftd_source_exhausted",
             "1 once a finite source (a replay file) has been read to its end.",

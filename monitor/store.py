@@ -606,12 +606,14 @@ class Store:
         n_rows: int,
         profile: bytes,
         performance: Mapping[str, Any],
+        segment: str = "",
     ) -> int:
         with self.engine.begin() as conn:
             r = conn.execute(
                 insert(reference_profiles).values(
                     model=model,
                     model_version=version,
+                    segment=segment,
                     source=source,
                     n_rows=n_rows,
                     profile=profile,

@@ -37,16 +37,23 @@ def render_summary(store: Store, totals: Mapping[str, int], join: Mapping[str, i
             f"  {key[0]} {key[1]} {key[2]:<28} {key[3]:<14} x{n:<4} first at event {first[key]}"
         )
     dec_rows = store.rows(decisions, order_by=decisions.c.id)
-    lines.append(f"decisions: {len(dec_rows)}")
+    by_outcome = Counter(d["outcome"] for d in dec_rows)
+    lines.append(
+        f"decisions: {len(dec_rows)} ({', '.join(f'{k} {v}' for k, v in sorted(by_outcome.items())) or 'none'})"
+    )
+    sent: dict[str, list[dict[str, object]]] = {}
+    for row in store.rows(deliveries, order_by=deliveries.c.id):
+        sent.setdefault(row["decision_key"], []).append(row)
     for d in dec_rows:
         lines.append(
-            f"  {d['idempotency_key']} rule={d['rule']} model={d['model']} {d['model_version']} ({d['severity']})"
+            f"  {d['idempotency_key']} {d['outcome']}: rule={d['rule']} model={d['model']} "
+            f"{d['model_version']} ({d['severity']}) on {len(d['payload'].get('signals', []))} signal(s)"
         )
-    for row in store.rows(deliveries, order_by=deliveries.c.id):
-        lines.append(
-            f"    {row['kind']} {row['target']}: {row['status']} after {row['attempts']} attempt(s)"
-            + (f" - {row['last_error']}" if row["last_error"] else "")
-        )
+        for row in sent.get(d["idempotency_key"], []):
+            lines.append(
+                f"    {row['kind']} {row['target']}: {row['status']} after {row['attempts']} attempt(s)"
+                + (f" - {row['last_error']}" if row["last_error"] else "")
+            )
     dl = Counter(r["reason_code"] for r in store.rows(dead_letters))
     lines.append(
         "dead letters: " + (", ".join(f"{k}={v}" for k, v in sorted(dl.items())) or "none")

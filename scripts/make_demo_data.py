@@ -13,6 +13,10 @@ Reproducible (seeded). What happens, by prediction index (0-based):
 
 One prediction every 2 s of event time from 2026-01-01T00:00:00Z. 90% of
 predictions get an outcome 1 to 15 minutes later; the rest never do.
+
+It also writes a reference (``reference_predictions.jsonl`` and
+``reference_outcomes.jsonl``): 5000 predictions of the same model from the
+time before the drift, drawn with another seed, for the batch checks.
 """
 
 from __future__ import annotations
@@ -109,6 +113,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--drift-at", type=int, default=12_000)
     parser.add_argument("--seed", type=int, default=20260101)
+    parser.add_argument("--reference", type=int, default=5000)
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -116,6 +121,14 @@ def main() -> None:
     write_jsonl(out / "predictions.jsonl", predictions)
     write_jsonl(out / "outcomes.jsonl", outcomes)
     print(f"wrote {len(predictions)} predictions and {len(outcomes)} outcomes to {out}/")
+    ref_pred, ref_out = generate(args.reference, args.reference, args.seed + 1)
+    for rows in (ref_pred, ref_out):
+        for row in rows:  # a week before the replay, ids of their own
+            row["timestamp"] -= 7 * 86400.0
+            row["prediction_id"] = "r" + row["prediction_id"][1:]
+    write_jsonl(out / "reference_predictions.jsonl", ref_pred)
+    write_jsonl(out / "reference_outcomes.jsonl", ref_out)
+    print(f"wrote a reference of {len(ref_pred)} predictions and {len(ref_out)} outcomes")
 
 
 if __name__ == "__main__":

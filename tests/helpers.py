@@ -104,6 +104,9 @@ def demo_config_text(db_path: Path, *, extra: str = "", predictions: Path | None
     text = text.replace('url = "sqlite:///driftd.db"', f'url = "sqlite:///{db_path}"')
     text = text.replace('"data/demo/predictions.jsonl"', json.dumps(str(predictions or DEMO / "predictions.jsonl")))
     text = text.replace('"data/demo/outcomes.jsonl"', json.dumps(str(outcomes or DEMO / "outcomes.jsonl")))
+    for name in ("reference_predictions.jsonl", "reference_outcomes.jsonl"):
+        text = text.replace(f'"data/demo/{name}"', json.dumps(str(DEMO / name)))
+    text = text.replace('report_dir = "reports"', f"report_dir = {json.dumps(str(db_path.parent / 'reports'))}")
     text = text.replace('"scripts/demo_retrain.py"', json.dumps(str(ROOT / "scripts" / "demo_retrain.py")))
     text = text.replace('bind = "127.0.0.1:9108"', f'bind = "127.0.0.1:{http_port or free_port()}"')
     text = text.replace('actions = ["retrain"]\nalerts = ["log"]', f"actions = {rule_actions}\nalerts = {rule_alerts}")

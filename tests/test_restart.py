@@ -79,7 +79,7 @@ def _store_view(db: Path) -> dict[str, Any]:
     store = Store(create_engine(f"sqlite:///{db}"))
     return {
         "signals": sorted(r["signal_key"] for r in store.rows(signals)),
-        "decisions": sorted(r["idempotency_key"] for r in store.rows(decisions)),
+        "decisions": sorted(r["idempotency_key"] for r in store.rows(decisions) if r["outcome"] == "fired"),
         "dead": store.count(dead_letters),
         "deliveries": sorted((r["target"], r["status"]) for r in store.rows(deliveries)),
     }

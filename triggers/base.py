@@ -33,7 +33,8 @@ class Signal:
     value: float
     position: int  # events of this model version seen when it fired
     event_time: float
-    details: Mapping[str, float] = field(default_factory=dict)
+    # Numbers that describe the detection (a batch signal also links its report).
+    details: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,238 @@
+"""Batch checks: a model's window against its reference, on an APScheduler schedule.
+
+Each run takes the model's window (handed over by the run loop, which owns
+the shard state), judges drift per column with ``detectors.batch``, data
+quality with ``detectors.quality`` and performance with
+``detectors.performance`` (realized on joined outcomes, estimated from
+scores without them), per segment when configured; stores every result;
+sets the gauges; writes an Evidently report when something failed; and
+publishes failures as signals for the rules. Jobs never overlap per model
+(``max_instances=1``) and a missed run is coalesced into one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from monitor.config import DriftdConfig, ModelConfig
+from monitor.metrics import Metrics
+from monitor.reference import build_reference, column_types, columns, read_reference
+from monitor.store import Store
+from monitor.windows import Window
+from triggers.base import Signal
+
+log = logging.getLogger("driftd.batch")
+
+WindowRequest = Callable[[str], Window | None]
+Publish = Callable[[list[Signal]], None]
+
+
+@dataclass
+class CheckOutcome:
+    model: str
+    status: str  # "ok", "failed", "skipped", "captured"
+    detail: str = ""
+    results: list[dict[str, Any]] = field(default_factory=list)
+    signals: list[Signal] = field(default_factory=list)
+    check_ids: list[int] = field(default_factory=list)
+    report: str | None = None
+
+
+class BatchRunner:
+    """Runs each model's batch checks; the scheduler is started and stopped here."""
+
+    def __init__(
+        self,
+        config: DriftdConfig,
+        store: Store,
+        metrics: Metrics,
+        take_window: WindowRequest,
+        publish: Publish,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.metrics = metrics
+        self._take_window = take_window
+        self._publish = publish
+        self._clock = clock
+        self._scheduler: Any = None
+
+    def start(self) -> None:
+        from apscheduler.schedulers.background import BackgroundScheduler
+        from apscheduler.triggers.cron import CronTrigger
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        models = [m for m in self.config.models if m.batch is not None]
+        if not models:
+            return
+        scheduler = BackgroundScheduler(
+            timezone="UTC",
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
+        )
+        for m in models:
+            assert m.batch is not None
+            trigger = (
+                CronTrigger.from_crontab(m.batch.cron, timezone="UTC")
+                if m.batch.cron
+                else IntervalTrigger(seconds=m.batch.interval_seconds)
+            )
+            scheduler.add_job(
+                self.run_scheduled,
+                trigger,
+                args=[m.name],
+                id=f"batch:{m.name}",
+                name=f"batch check {m.name}",
+            )
+        scheduler.start()
+        self._scheduler = scheduler
+        log.info("batch checks scheduled for %s", ", ".join(m.name for m in models))
+
+    def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+
+    def run_scheduled(self, model: str) -> CheckOutcome:
+        """The job: take the window from the run loop, judge it, publish signals."""
+        window = self._take_window(model)
+        outcome = self.run(model, window)
+        if outcome.signals:
+            self._publish(outcome.signals)
+        return outcome
+
+    # -- one run ---------------------------------------------------------------
+    def run(self, model_name: str, window: Window | None) -> CheckOutcome:
+        model = next(m for m in self.config.models if m.name == model_name)
+        assert model.batch is not None
+        t0 = time.perf_counter()
+        try:
+            outcome = self._run(model, window)
+        except Exception as exc:  # a bad window or reference must not stop the schedule
+            log.exception("batch check of %s failed", model_name)
+            outcome = CheckOutcome(model_name, "error", str(exc))
+        self.metrics.batch_checks.labels(model_name, outcome.status).inc()
+        self.metrics.batch_check_seconds.observe(time.perf_counter() - t0)
+        return outcome
+
+    def _run(self, model: ModelConfig, window: Window | None) -> CheckOutcome:
+        batch = model.batch
+        assert batch is not None
+        ref = self.store.load_reference(model.name, _version(window))
+        if ref is None and batch.reference.capture_first is None:
+            # A file or SQL reference: build its profile the first time it is needed.
+            log.info(
+                "building the reference of %s: %s",
+                model.name,
+                baseline(self.config, self.store, model.name),
+            )
+            ref = self.store.load_reference(model.name, _version(window))
+        if ref is None:
+            if window is None:
+                return CheckOutcome(model.name, "skipped", "no window yet")
+            capture = batch.reference.capture_first or 0
+            if window.n < capture:
+                return CheckOutcome(model.name, "skipped", f"capturing reference: {window.n} rows")
+            save_reference(self.store, model, "captured", window.rows, window.labeled)
+            return CheckOutcome(
+                model.name, "captured", f"reference captured from {window.n} predictions"
+            )
+        if window is None or window.n < batch.min_rows:
+            n = 0 if window is None else window.n
+            return CheckOutcome(
+                model.name, "skipped", f"{n} predictions < min_rows {batch.min_rows}"
+            )
+        from monitor.batch_eval import evaluate
+
+        return evaluate(self, model, window, ref)
+
+
+def _version(window: Window | None) -> str:
+    if window is None or len(window.versions) != 1:
+        return ""
+    return next(iter(window.versions))
+
+
+def save_reference(
+    store: Store, model: ModelConfig, source: str, rows: Sequence[Any], labeled: Sequence[Any]
+) -> dict[str, Any]:
+    """Build and store a model's reference profile (and its segments' profiles)."""
+    profile, perf, segments = build_reference(model, rows, labeled)
+    store.save_reference(model.name, "", source, len(rows), profile, perf)
+    for key, seg_profile in segments.items():
+        store.save_reference(model.name, "", source, 0, seg_profile, {}, segment=key)
+    return perf
+
+
+def stored_window(store: Store, model: str) -> Window | None:
+    """``model``'s open windows as last checkpointed by every process and shard,
+    merged: the model-level view a CLI command (or another process) gets."""
+    import pickle
+
+    from monitor.windows import merge
+
+    found = []
+    for cp in store.load_checkpoints("shard/"):
+        state = pickle.loads(cp.state)
+        if getattr(state, "windows", None) is not None:
+            w = state.windows.peek(model)
+            if w is not None:
+                found.append(w)
+    return merge(found)
+
+
+def render(outcome: CheckOutcome) -> str:
+    """The table ``driftd check`` prints."""
+    lines = [
+        f"{outcome.model}: {outcome.status}" + (f" ({outcome.detail})" if outcome.detail else "")
+    ]
+    if outcome.results:
+        lines.append(
+            f"{'segment':<18} {'kind':<12} {'check':<14} {'column':<20} {'statistic':>10} {'p':>9} {'threshold':>9}  verdict"
+        )
+    for r in outcome.results:
+
+        def num(v: Any) -> str:
+            return "-" if v is None else f"{v:.4g}"
+
+        lines.append(
+            f"{r.get('segment') or '(all)':<18} {r['kind']:<12} {r['name']:<14} {r['column'] or '-':<20} "
+            f"{num(r['statistic']):>10} {num(r['p_value']):>9} {num(r['threshold']):>9}  "
+            f"{'FAIL' if r['failed'] else 'ok'}"
+        )
+    if outcome.report:
+        lines.append(f"report: {outcome.report}")
+    return "\n".join(lines)
+
+
+def baseline(
+    config: DriftdConfig, store: Store, model_name: str, window: Window | None = None
+) -> str:
+    """Build and store ``model_name``'s reference from its configured source
+    (or, in capture mode, from ``window``). Returns a one-line report."""
+    model = config.model(model_name)
+    if model is None or model.batch is None:
+        raise ValueError(f"model {model_name!r} has no [models.batch] section")
+    ref = model.batch.reference
+    if ref.capture_first is not None:
+        if window is None or window.n < ref.capture_first:
+            have = 0 if window is None else window.n
+            raise ValueError(
+                f"capture mode needs {ref.capture_first} predictions, the stored windows hold {have}"
+            )
+        rows: Sequence[Any] = window.rows
+        labeled: Sequence[Any] = window.labeled
+        source = "captured"
+    else:
+        data = read_reference(model, ref)
+        rows, labeled, source = data.rows, data.labeled, data.source
+    perf = save_reference(store, model, source, rows, labeled)
+    cols = column_types(model, "score" in columns(model, rows[:1]))
+    return (
+        f"reference for {model.name}: {len(rows)} rows, {len(labeled)} labeled, "
+        f"{len(cols)} columns from {source}; performance baseline {perf}"
+    )
