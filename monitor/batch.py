@@ -234,5 +234,5 @@ def baseline(
     cols = column_types(model, "score" in columns(model, rows[:1]))
     return (
         f"reference for {model.name}: {len(rows)} rows, {len(labeled)} labeled, "
-        f"{len(cols)} columns from {source}; performance baseline {perf}"
+        f"{len(cols)} columns from {source}; performance baseline {perf.get('metrics', {})}"
     )

@@ -17,9 +17,14 @@ log = logging.getLogger("driftd.batch")
 
 
 def segments(model: ModelConfig, window: Window) -> list[tuple[str, Window]]:
-    """The whole window, then one sub-window per segment (see ``segment_rows``)."""
+    """The whole window, then one sub-window per segment (see ``segment_rows``).
+
+    A segment's counts come from the sample (the exact counts are kept for
+    the whole window only)."""
     out = [("", window)]
     for key, rows in sorted(segment_rows(model, window.rows).items()):
+        width = len(model.features)
+        missing = [sum(1 for r in rows if (*r[0], *r[1])[i] is None) for i in range(width)]
         out.append(
             (
                 key,
@@ -29,7 +34,7 @@ def segments(model: ModelConfig, window: Window) -> list[tuple[str, Window]]:
                     [],
                     len(rows),
                     0,
-                    [],
+                    missing,
                     0,
                     0,
                     set(window.versions),
@@ -66,9 +71,9 @@ def evaluate(
                 continue  # a small segment, or one the reference never had, is not judged
             seg_profile = decode_profile(seg_ref["profile"])
         current = columns(model, win.rows)
-        wanted = {c: t for c, t in profile.column_types.items() if c in current}
+        wanted = {c: t for c, t in seg_profile.column_types.items() if c in current}
         results: list[dict[str, Any]] = []
-        for r in check(profile, current, wanted, tests=dict(batch.tests)):
+        for r in check(seg_profile, current, wanted, tests=dict(batch.tests)):
             results.append(
                 {
                     "kind": "drift",

@@ -121,7 +121,7 @@ def main() -> None:
     write_jsonl(out / "predictions.jsonl", predictions)
     write_jsonl(out / "outcomes.jsonl", outcomes)
     print(f"wrote {len(predictions)} predictions and {len(outcomes)} outcomes to {out}/")
-    ref_pred, ref_out = generate(args.reference, args.reference, args.seed + 1)
+    ref_pred, ref_out = generate(args.reference, args.reference, args.seed + 3)
     for rows in (ref_pred, ref_out):
         for row in rows:  # a week before the replay, ids of their own
             row["timestamp"] -= 7 * 86400.0
