@@ -77,6 +77,14 @@ class Source(abc.ABC):
         them to the group; files need nothing). Safe to repeat.
         """
 
+    def dead_letter(self, partition: str, offset: int, value: bytes, reason: str) -> None:  # noqa: B027
+        """Also send a rejected record somewhere of the source's own (Kafka: a
+        dead-letter topic). May queue; :meth:`flush_dead_letters` waits."""
+
+    def flush_dead_letters(self) -> None:  # noqa: B027
+        """Block until queued dead letters are acknowledged; called before the
+        daemon checkpoints past them. Raises if they cannot be delivered."""
+
     def ready(self) -> bool:
         """Whether the source is connected and able to deliver (for /readyz)."""
         return True

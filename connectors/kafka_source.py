@@ -151,6 +151,7 @@ class KafkaSource(Source):
         positions_for: Callable[[frozenset[int]], Mapping[str, int]],
         backpressure: Backpressure | None = None,
         backend_factory: Callable[[], ConsumerBackend] | None = None,
+        dead_letters: DeadLetterProducer | None = None,
         name: str = "kafka",
     ) -> None:
         if predictions_topic == outcomes_topic:
@@ -161,6 +162,7 @@ class KafkaSource(Source):
         self._positions_for = positions_for
         self._backpressure = backpressure or Backpressure()
         self._factory = backend_factory or (lambda: make_consumer(settings))
+        self._dead_letters = dead_letters
         self._listener: RebalanceListener | None = None
         self._backend: ConsumerBackend | None = None
         self._start: dict[str, int] | None = None
@@ -225,9 +227,20 @@ class KafkaSource(Source):
         self._paused = False
         self._retry_at = time.monotonic() + self._backoff
 
+    def dead_letter(self, partition: str, offset: int, value: bytes, reason: str) -> None:
+        if self._dead_letters is not None:
+            self._dead_letters.send(value, reason, source=partition, offset=offset)
+
+    def flush_dead_letters(self) -> None:
+        if self._dead_letters is not None:
+            self._dead_letters.flush()
+
     def close(self) -> None:
         """Leave the group and release the client. Does not call the listener.
         Blocks briefly (bounded). Safe to repeat."""
+        if self._dead_letters is not None:
+            self._dead_letters.close()
+            self._dead_letters = None
         backend, self._backend = self._backend, None
         self._held.clear()  # before close(): a revoke on close reports nothing
         self._connected = False

@@ -24,7 +24,7 @@ def make_source(config: SourceConfig, positions_for: PositionsFor) -> Source:
 
 
 def _kafka(config: KafkaSourceConfig, positions_for: PositionsFor) -> Source:
-    from connectors.kafka_source import Backpressure, KafkaSettings, KafkaSource
+    from connectors.kafka_source import Backpressure, DeadLetterProducer, KafkaSettings, KafkaSource
 
     settings = KafkaSettings(
         bootstrap_servers=config.bootstrap_servers,
@@ -54,4 +54,7 @@ def _kafka(config: KafkaSourceConfig, positions_for: PositionsFor) -> Source:
         positions_for=positions_for,
         backpressure=Backpressure(max_in_flight_records=config.max_in_flight_records),
         name=config.name,
+        dead_letters=DeadLetterProducer(settings, config.dead_letter_topic)
+        if config.dead_letter_topic
+        else None,
     )

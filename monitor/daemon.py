@@ -331,6 +331,10 @@ class Daemon:
     def _process(self, st: _SourceState, records: Sequence[object]) -> None:
         t0 = time.perf_counter()
         out = self.pipeline.process(records, st.source.name)  # type: ignore[arg-type]
+        for dl in out.dead:
+            st.source.dead_letter(
+                dl.partition, dl.offset, dl.payload, f"{dl.reason_code}: {dl.reason}"
+            )
         self._write(out)
         st.positions.update(out.positions)
         st.partition_shard.update(out.shards)
@@ -445,6 +449,8 @@ class Daemon:
                         STATE_VERSION,
                     )
                 )
+        for st, _ in todo:
+            st.source.flush_dead_letters()  # before positions move past them
         if cps:
             self.store.save_checkpoints(cps)
         for st, shards in todo:
