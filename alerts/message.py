@@ -33,6 +33,8 @@ def summary(decision: Mapping[str, Any]) -> str:
         f"(rule {decision['rule']}) at {_when(decision['event_time'])}"
     ]
     lines += [f"- {_signal_line(s)}" for s in decision["signals"]]
+    reports = sorted({s["report"] for s in decision["signals"] if s.get("report")})
+    lines += [f"report: {r}" for r in reports]
     actions = decision.get("actions") or []
     lines.append(f"action: {', '.join(actions)}" if actions else "action: none (alert only)")
     return "\n".join(lines)
@@ -49,6 +51,8 @@ def blocks(decision: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
     drifted = "\n".join(f"• {_signal_line(s)}" for s in decision["signals"])
     actions = ", ".join(decision.get("actions") or []) or "none (alert only)"
+    reports = sorted({s["report"] for s in decision["signals"] if s.get("report")})
+    context = f"*Action:* {actions}" + "".join(f"  ·  *Report:* {r}" for r in reports)
     return [
         {"type": "header", "text": {"type": "plain_text", "text": header[:150]}},
         {"type": "section", "fields": fields},
@@ -56,5 +60,5 @@ def blocks(decision: Mapping[str, Any]) -> list[dict[str, Any]]:
             "type": "section",
             "text": {"type": "mrkdwn", "text": f"*What drifted*\n{drifted}"[:3000]},
         },
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": f"*Action:* {actions}"}]},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
     ]

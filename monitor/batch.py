@@ -161,8 +161,12 @@ def save_reference(
     store: Store, model: ModelConfig, source: str, rows: Sequence[Any], labeled: Sequence[Any]
 ) -> dict[str, Any]:
     """Build and store a model's reference profile (and its segments' profiles)."""
+    from monitor.reference import fit_multivariate
+
     profile, perf, segments = build_reference(model, rows, labeled)
-    store.save_reference(model.name, "", source, len(rows), profile, perf)
+    store.save_reference(
+        model.name, "", source, len(rows), profile, perf, multivariate=fit_multivariate(model, rows)
+    )
     for key, seg_profile in segments.items():
         store.save_reference(model.name, "", source, 0, seg_profile, {}, segment=key)
     return perf

@@ -6,7 +6,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from monitor.config import ModelConfig
-from monitor.reference import columns, segment_rows
+from monitor.reference import columns, multivariate_result, segment_rows
 from monitor.windows import Window
 from triggers.base import Signal
 
@@ -87,7 +87,14 @@ def evaluate(
                 }
             )
             m.batch_drift_score.labels(model.name, r.column, r.test, segment).set(r.statistic)
-        drift_rows = [r for r in results if r["kind"] == "drift"]
+        if not segment and ref.get("multivariate"):
+            mv = multivariate_result(model, ref["multivariate"], win.rows)
+            if mv is not None:
+                results.append(mv)
+                m.batch_drift_score.labels(model.name, "*", mv["name"], segment).set(
+                    mv["statistic"]
+                )
+        drift_rows = [r for r in results if r["kind"] == "drift" and r["column"]]
         share = sum(r["failed"] for r in drift_rows) / len(drift_rows) if drift_rows else 0.0
         m.batch_drifted_share.labels(model.name, segment).set(share)
         results += quality_results(model, win, seg_profile, m, segment)

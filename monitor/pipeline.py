@@ -403,6 +403,7 @@ def decision_payload(d: Decision) -> dict[str, Any]:
                 "value": s.value if s.value == s.value else None,
                 "position": s.position,
                 "event_time": s.event_time,
+                **({"report": s.details["report"]} if "report" in s.details else {}),
             }
             for s in d.signals
         ],

@@ -161,6 +161,46 @@ def segment_rows(model: ModelConfig, rows: Sequence[Row]) -> dict[str, list[Row]
     return groups
 
 
+def fit_multivariate(model: ModelConfig, rows: Sequence[Row]) -> bytes | None:
+    """A PCA reconstruction detector fitted (and calibrated) on the reference's
+    numeric features, pickled; None when there are fewer than 2 of them."""
+    import pickle
+
+    from detectors.batch import PCAReconstruction
+
+    numeric = model.numeric_features()
+    if len(numeric) < 2 or len(rows) < 100:
+        return None
+    cols = columns(model, rows)
+    matrix = np.column_stack([cols[f] for f in numeric])
+    return pickle.dumps(PCAReconstruction(n_components=0.9, seed=0).fit(matrix, numeric))
+
+
+def multivariate_result(
+    model: ModelConfig, blob: bytes, rows: Sequence[Row]
+) -> dict[str, Any] | None:
+    """The multivariate check of a window, in the batch result shape."""
+    import pickle
+
+    det = pickle.loads(blob)  # written by build_reference into our own store: trusted
+    cols = columns(model, rows)
+    matrix = np.column_stack([cols[f] for f in model.numeric_features()])
+    matrix = matrix[~np.isnan(matrix).any(axis=1)]
+    if len(matrix) == 0:
+        return None
+    res = det.check(matrix)
+    return {
+        "kind": "drift",
+        "name": "pca_reconstruction",
+        "column": None,
+        "statistic": res.statistic,
+        "p_value": None,
+        "threshold": res.threshold,
+        "failed": res.drift,
+        "detail": {"statistic_name": res.statistic_name, "n_components": res.n_components},
+    }
+
+
 def build_reference(
     model: ModelConfig, rows: Sequence[Row], labeled: Iterable[Labeled]
 ) -> tuple[bytes, dict[str, Any], dict[str, bytes]]:

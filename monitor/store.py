@@ -153,6 +153,8 @@ reference_profiles = Table(
     Column("n_rows", Integer, nullable=False),
     Column("profile", LargeBinary, nullable=False),
     Column("performance", JSON, nullable=False),
+    # The fitted multivariate detector (pickled PCAReconstruction), if any.
+    Column("multivariate", LargeBinary),
     Column("created_at", Float, nullable=False),
 )
 
@@ -607,6 +609,7 @@ class Store:
         profile: bytes,
         performance: Mapping[str, Any],
         segment: str = "",
+        multivariate: bytes | None = None,
     ) -> int:
         with self.engine.begin() as conn:
             r = conn.execute(
@@ -614,6 +617,7 @@ class Store:
                     model=model,
                     model_version=version,
                     segment=segment,
+                    multivariate=multivariate,
                     source=source,
                     n_rows=n_rows,
                     profile=profile,
