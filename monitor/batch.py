@@ -27,7 +27,8 @@ from triggers.base import Signal
 
 log = logging.getLogger("driftd.batch")
 
-WindowRequest = Callable[[str], Window | None]
+# (model, take): take closes the window and opens the next; else a copy (peek).
+WindowRequest = Callable[[str, bool], Window | None]
 Publish = Callable[[list[Signal]], None]
 
 
@@ -97,10 +98,23 @@ class BatchRunner:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
 
-    def run_scheduled(self, model: str) -> CheckOutcome:
-        """The job: take the window from the run loop, judge it, publish signals."""
-        window = self._take_window(model)
+    def run_scheduled(self, model: str, take: WindowRequest | None = None) -> CheckOutcome:
+        """The job: take the window from the run loop, judge it, publish signals.
+
+        While a captured reference is still being collected, the window is only
+        peeked at, so that it keeps growing from the first prediction on."""
+        cfg = self.config.model(model)
+        capturing = (
+            cfg is not None
+            and cfg.batch is not None
+            and cfg.batch.reference.captured
+            and self.store.load_reference(model) is None
+        )
+        get = take or self._take_window
+        window = get(model, not capturing)
         outcome = self.run(model, window)
+        if outcome.status == "captured":
+            get(model, True)  # judged data starts after the reference
         if outcome.signals:
             self._publish(outcome.signals)
         return outcome
@@ -123,7 +137,7 @@ class BatchRunner:
         batch = model.batch
         assert batch is not None
         ref = self.store.load_reference(model.name, _version(window))
-        if ref is None and batch.reference.capture_first is None:
+        if ref is None and not batch.reference.captured:
             # A file or SQL reference: build its profile the first time it is needed.
             log.info(
                 "building the reference of %s: %s",
@@ -132,14 +146,16 @@ class BatchRunner:
             )
             ref = self.store.load_reference(model.name, _version(window))
         if ref is None:
-            if window is None:
-                return CheckOutcome(model.name, "skipped", "no window yet")
-            capture = batch.reference.capture_first or 0
-            if window.n < capture:
-                return CheckOutcome(model.name, "skipped", f"capturing reference: {window.n} rows")
-            save_reference(self.store, model, "captured", window.rows, window.labeled)
+            rows = captured_rows(model, window)
+            if rows is None:
+                n = 0 if window is None else window.n
+                return CheckOutcome(
+                    model.name, "skipped", f"capturing the reference: {n} predictions so far"
+                )
+            assert window is not None
+            save_reference(self.store, model, "captured", rows, window.labeled)
             return CheckOutcome(
-                model.name, "captured", f"reference captured from {window.n} predictions"
+                model.name, "captured", f"reference captured from {len(rows)} predictions"
             )
         if window is None or window.n < batch.min_rows:
             n = 0 if window is None else window.n
@@ -155,6 +171,23 @@ def _version(window: Window | None) -> str:
     if window is None or len(window.versions) != 1:
         return ""
     return next(iter(window.versions))
+
+
+def captured_rows(model: ModelConfig, window: Window | None) -> list[Any] | None:
+    """The rows of a captured reference once the capture is complete, else None:
+    the first ``capture_first`` predictions, or every prediction with an event
+    time in [capture_from, capture_until) once the stream has passed the end."""
+    assert model.batch is not None
+    ref = model.batch.reference
+    if window is None:
+        return None
+    if ref.capture_first is not None:
+        return list(window.rows) if window.n >= ref.capture_first else None
+    assert ref.capture_from is not None and ref.capture_until is not None
+    if window.last_time < ref.capture_until:
+        return None
+    rows = [r for r in window.rows if ref.capture_from <= r[3] < ref.capture_until]
+    return rows or None
 
 
 def save_reference(
@@ -222,13 +255,14 @@ def baseline(
     if model is None or model.batch is None:
         raise ValueError(f"model {model_name!r} has no [models.batch] section")
     ref = model.batch.reference
-    if ref.capture_first is not None:
-        if window is None or window.n < ref.capture_first:
+    if ref.captured:
+        captured = captured_rows(model, window)
+        if captured is None or window is None:
             have = 0 if window is None else window.n
             raise ValueError(
-                f"capture mode needs {ref.capture_first} predictions, the stored windows hold {have}"
+                f"the capture is not complete: the stored windows hold {have} predictions"
             )
-        rows: Sequence[Any] = window.rows
+        rows: Sequence[Any] = captured
         labeled: Sequence[Any] = window.labeled
         source = "captured"
     else:

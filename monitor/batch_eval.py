@@ -190,7 +190,7 @@ def _report(
         from monitor.reference import read_reference
         from monitor.reports import prune_reports, write_report
 
-        if batch.reference.capture_first is not None:
+        if batch.reference.captured:
             return None  # the raw reference was never kept
         data = read_reference(model, batch.reference)
         ref_df = pd.DataFrame(columns(model, data.rows[:20000]))

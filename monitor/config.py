@@ -169,12 +169,29 @@ class ReferenceConfig(_Node, frozen=True):
     url: str | None = None
     query: str | None = None
     password: Secret | None = None
+    # Captured from the stream: the first N predictions of the model ...
     capture_first: PositiveInt | None = None
+    # ... or those in a named range of event time (epoch seconds).
+    capture_from: float | None = None
+    capture_until: float | None = None
+
+    @property
+    def captured(self) -> bool:
+        return self.capture_first is not None or self.capture_until is not None
 
     def __post_init__(self) -> None:
-        given = [self.path is not None, self.query is not None, self.capture_first is not None]
+        if (self.capture_from is None) != (self.capture_until is None):
+            raise ValueError("capture_from and capture_until go together")
+        given = [self.path is not None, self.query is not None, self.captured]
         if sum(given) != 1:
-            raise ValueError("set exactly one of path, query (with url) or capture_first")
+            raise ValueError(
+                "set exactly one of path, query (with url), capture_first or capture_from/capture_until"
+            )
+        if self.capture_from is not None and self.capture_until is not None:
+            if self.capture_from >= self.capture_until:
+                raise ValueError("capture_from must be before capture_until")
+            if self.capture_first is not None:
+                raise ValueError("use capture_first or a capture range, not both")
         if (self.query is None) != (self.url is None):
             raise ValueError("query and url go together")
 
@@ -465,6 +482,8 @@ def _check_references(cfg: DriftdConfig) -> None:
                 make_detector(spec.type, spec.params)
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"{where}.params: {exc}") from None
+        if model.batch is not None:
+            _check_batch(model, f"models[{mi}].batch")
     models = {m.name for m in cfg.models}
     actions = {a.name for a in cfg.actions}
     alerts = {a.name for a in cfg.alerts}
@@ -485,6 +504,24 @@ def _check_references(cfg: DriftdConfig) -> None:
         for i, d in enumerate(rule.detectors):
             if d not in DETECTORS:
                 raise ConfigError(f"{where}.detectors[{i}]: unknown detector {d!r}")
+
+
+def _check_batch(model: ModelConfig, where: str) -> None:
+    from detectors.batch import TESTS
+
+    batch = model.batch
+    assert batch is not None
+    for column, test in batch.tests.items():
+        if column not in model.features and column != "score":
+            raise ConfigError(
+                f"{where}.tests.{column}: not a feature of {model.name!r} (nor score)"
+            )
+        if test not in TESTS:
+            raise ConfigError(
+                f"{where}.tests.{column}: unknown test {test!r}; valid: {', '.join(sorted(TESTS))}"
+            )
+    if batch.segment_by is not None and model.features.get(batch.segment_by) != "categorical":
+        raise ConfigError(f"{where}.segment_by: {batch.segment_by!r} is not a categorical feature")
 
 
 def target_kind(model: ModelConfig, target: str) -> str | None:

@@ -114,7 +114,7 @@ class Daemon:
         self.http: HttpServer | None = None
         # Batch checks run in the scheduler's threads; shard state belongs to
         # the loop, which hands windows over and takes signals back.
-        self._window_requests: queue.Queue[tuple[str, Future[Window | None]]] = queue.Queue()
+        self._window_requests: queue.Queue[tuple[str, bool, Future[Window | None]]] = queue.Queue()
         self._batch_signals: queue.Queue[list[Signal]] = queue.Queue()
         self._model_rules = [make_rule(r) for r in config.rules]
         self._loop_running = False
@@ -176,12 +176,11 @@ class Daemon:
             self._loop_running = True
             self._loop()
             if all(st.source.exhausted for st in self.sources):
-                # A finished replay: judge what is left in the windows.
+                # A finished replay: judge what is left in the windows (in this
+                # thread, which owns them; signals go through the queue).
                 for m in self.config.models:
                     if m.batch is not None:
-                        self._batch_signals.put(
-                            self.batch.run(m.name, self._take_window(m.name)).signals
-                        )
+                        self.batch.run_scheduled(m.name, take=self._take_window)
                 self._service()
             self.checkpoint()
             if not dry_run and all(st.source.exhausted for st in self.sources):
@@ -288,18 +287,21 @@ class Daemon:
                 next_checkpoint = time.monotonic() + cfg.checkpoint_interval_seconds
 
     # -- batch checks ---------------------------------------------------------------
-    def request_window(self, model: str, timeout: float = 120.0) -> Window | None:
-        """From a scheduler thread: have the loop close ``model``'s window and hand
-        it over (merged across this process's shards). Blocks until it does."""
+    def request_window(
+        self, model: str, take: bool = True, timeout: float = 120.0
+    ) -> Window | None:
+        """From a scheduler thread: have the loop close ``model``'s window (or copy
+        it, ``take=False``) and hand it over, merged across this process's shards.
+        Blocks until the loop does (between two batches)."""
         fut: Future[Window | None] = Future()
-        self._window_requests.put((model, fut))
+        self._window_requests.put((model, take, fut))
         return fut.result(timeout)
 
-    def _take_window(self, model: str) -> Window | None:
+    def _take_window(self, model: str, take: bool = True) -> Window | None:
         taken = []
         for (source, n), state in self.pipeline.shards.items():
             if state.windows is not None:
-                w = state.windows.take(model)
+                w = state.windows.take(model) if take else state.windows.peek(model)
                 if w is not None:
                     taken.append(w)
                     for st in self.sources:
@@ -311,11 +313,11 @@ class Daemon:
         """Between batches (loop thread): hand windows over, act on batch signals."""
         while True:
             try:
-                model, fut = self._window_requests.get_nowait()
+                model, take, fut = self._window_requests.get_nowait()
             except queue.Empty:
                 break
             try:
-                fut.set_result(self._take_window(model))
+                fut.set_result(self._take_window(model, take))
             except Exception as exc:
                 fut.set_exception(exc)
         while True:

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from monitor.config import load_config
@@ -142,3 +143,33 @@ def test_cli_check_on_stored_windows(tmp_path: Path) -> None:
         if ln.startswith("(all)") and ln.endswith("FAIL") and " drift " in ln
     }
     assert {"utilization", "debt_ratio", "score"} <= fails
+
+
+@pytest.mark.parametrize(
+    "reference",
+    ["capture_first = 4000", "capture_from = 1767225600.0\n  capture_until = 1767237600.0"],
+    ids=["first-n", "time-range"],
+)
+def test_reference_captured_from_the_stream(tmp_path: Path, reference: str) -> None:
+    cfg = tmp_path / "c.toml"
+    text = demo_config_text(tmp_path / "d.db")
+    text = text.replace("interval_seconds = 60.0", "interval_seconds = 1.0").replace(
+        "speed = 0 ", "speed = 4000 "
+    )
+    start = text.index("  [models.batch.reference]")
+    end = text.index("[[rules]]")
+    text = text[:start] + f"  [models.batch.reference]\n  {reference}\n\n" + text[end:]
+    cfg.write_text(text)
+    daemon = Daemon(load_config(cfg), registry=CollectorRegistry())
+    daemon.run(serve_http=False)
+    (ref,) = daemon.store.rows(reference_profiles, reference_profiles.c.segment == "")
+    assert ref["source"] == "captured"
+    if "capture_first" in reference:
+        assert 4000 <= ref["n_rows"] < 12000  # the first window holding 4000 predictions
+    else:
+        assert ref["n_rows"] == 6000  # event times in [start, start + 6000 predictions * 2 s)
+    checks = daemon.store.rows(batch_checks, batch_checks.c.segment == "")
+    judged = sum(c["n_rows"] for c in checks)
+    assert judged + ref["n_rows"] <= 20000 + 1 and judged > 0
+    late = [c for c in checks if c["window_start"] > DRIFT_TIME + 600]
+    assert late and all(any(k.startswith("drift:") for k in c["summary"]["failed"]) for c in late)

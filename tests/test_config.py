@@ -140,7 +140,9 @@ def test_duplicate_names() -> None:
 
 def test_secret_literal_is_refused() -> None:
     raw = base()
-    raw["alerts"].append({"type": "slack", "name": "slack", "webhook_url": "https://hooks.slack.com/x"})
+    raw["alerts"].append(
+        {"type": "slack", "name": "slack", "webhook_url": "https://hooks.slack.com/x"}
+    )
     msg = error_of(raw)
     assert msg.startswith("alerts[1]")
     assert "secrets must come from the environment" in msg
@@ -184,7 +186,11 @@ def test_check_config_cli(tmp_path: Path) -> None:
     env = {"DRIFTD_TEST_HOOK": "https://hooks.example/very-secret", "PATH": "/usr/bin:/bin"}
     ok = subprocess.run(
         [sys.executable, "-m", "monitor.cli", "check-config", str(good)],
-        capture_output=True, text=True, cwd=ROOT, env=env, check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        check=False,
     )
     assert ok.returncode == 0, ok.stderr
     assert '"${DRIFTD_TEST_HOOK} (set, masked)"' in ok.stdout
@@ -193,7 +199,30 @@ def test_check_config_cli(tmp_path: Path) -> None:
     bad.write_text(text.replace("batch_size = 2000", "batch_sise = 2000"))
     fail = subprocess.run(
         [sys.executable, "-m", "monitor.cli", "check-config", str(bad)],
-        capture_output=True, text=True, cwd=ROOT, env=env, check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        check=False,
     )
     assert fail.returncode == 2
     assert "runtime.batch_sise: unknown key (did you mean 'batch_size'?)" in fail.stderr
+
+
+def test_batch_reference_needs_exactly_one_source() -> None:
+    raw = base()
+    raw["models"][0]["batch"]["reference"] = {"path": "a.jsonl", "capture_first": 10}
+    assert "set exactly one of path, query (with url), capture_first" in error_of(raw)
+    raw["models"][0]["batch"]["reference"] = {"capture_from": 5.0}
+    assert "capture_from and capture_until go together" in error_of(raw)
+    raw["models"][0]["batch"]["reference"] = {"query": "select 1"}
+    assert "query and url go together" in error_of(raw)
+    raw["models"][0]["batch"]["windw"] = "sliding"
+    raw["models"][0]["batch"]["reference"] = {"capture_first": 10}
+    assert error_of(raw).startswith("models[0].batch.windw: unknown key (did you mean 'window'?)")
+    del raw["models"][0]["batch"]["windw"]
+    raw["models"][0]["batch"]["tests"] = {"income": "kss"}
+    assert error_of(raw).startswith("models[0].batch.tests.income: unknown test 'kss'; valid:")
+    raw["models"][0]["batch"]["tests"] = {}
+    raw["models"][0]["batch"]["segment_by"] = "income"
+    assert error_of(raw) == "models[0].batch.segment_by: 'income' is not a categorical feature"
