@@ -28,6 +28,12 @@ def summary(decision: Mapping[str, Any]) -> str:
     - score by adwin (mean=0.61) at event 120, 1970-01-01 00:00:00 UTC
     action: retrain-webhook
     """
+    if decision.get("outcome") == "resolved":
+        return (
+            f"[RESOLVED] drift on {decision['model']} {decision['model_version']} "
+            f"(rule {decision['rule']}): no matching signal since; resolved at "
+            f"{_when(decision['event_time'])}"
+        )
     lines = [
         f"[{decision['severity'].upper()}] drift on {decision['model']} {decision['model_version']} "
         f"(rule {decision['rule']}) at {_when(decision['event_time'])}"
@@ -42,6 +48,13 @@ def summary(decision: Mapping[str, Any]) -> str:
 
 def blocks(decision: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Slack Block Kit blocks for a decision."""
+    if decision.get("outcome") == "resolved":
+        return [
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": f":white_check_mark: {summary(decision)}"},
+            }
+        ]
     header = f"Drift: {decision['model']} {decision['model_version']} ({decision['severity']})"
     fields = [
         {"type": "mrkdwn", "text": f"*Model*\n{decision['model']}"},

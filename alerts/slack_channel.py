@@ -69,9 +69,14 @@ class SlackChannel(AlertChannel):
                 )
             return DeliveryResult("slack webhook: HTTP 200")
         assert self._client is not None
+        # A resolution is a follow-up in the thread of the message it resolves.
+        thread = decision.get("thread") or {}
         try:
             resp = self._client.chat_postMessage(
-                channel=self.channel or "", text=text, blocks=blocks(decision)
+                channel=thread.get("channel") or self.channel or "",
+                text=text,
+                blocks=blocks(decision),
+                thread_ts=thread.get("ts"),
             )
         except SlackApiError as exc:
             status = exc.response.status_code

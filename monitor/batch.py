@@ -29,7 +29,7 @@ log = logging.getLogger("driftd.batch")
 
 # (model, take): take closes the window and opens the next; else a copy (peek).
 WindowRequest = Callable[[str, bool], Window | None]
-Publish = Callable[[list[Signal]], None]
+Publish = Callable[["CheckOutcome"], None]
 
 
 @dataclass
@@ -41,6 +41,8 @@ class CheckOutcome:
     signals: list[Signal] = field(default_factory=list)
     check_ids: list[int] = field(default_factory=list)
     report: str | None = None
+    n: int = 0  # predictions in the window
+    event_time: float = 0.0  # the window's last event time
 
 
 class BatchRunner:
@@ -115,8 +117,9 @@ class BatchRunner:
         outcome = self.run(model, window)
         if outcome.status == "captured":
             get(model, True)  # judged data starts after the reference
-        if outcome.signals:
-            self._publish(outcome.signals)
+        if outcome.status in ("ok", "failed") and window is not None:
+            outcome.n, outcome.event_time = window.n, window.last_time
+            self._publish(outcome)  # rules see every judged check (persistence)
         return outcome
 
     # -- one run ---------------------------------------------------------------

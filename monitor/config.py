@@ -248,7 +248,27 @@ class ModelConfig(_Node, frozen=True):
         return [f for f, t in self.features.items() if t == "categorical"]
 
 
+class ConditionConfig(_Node, frozen=True):
+    """At least ``min_signals`` matching signals within ``window_seconds`` of
+    event time; or, with ``of_last_checks`` M, failures in at least
+    ``min_signals`` of the model's last M batch checks (persistence).
+    ``detectors`` entries ending in ``*`` are prefixes ("drift:*")."""
+
+    detectors: list[str] = msgspec.field(default_factory=list)
+    targets: list[str] = msgspec.field(default_factory=list)
+    min_signals: PositiveInt = 1
+    window_seconds: Positive = 3600.0
+    of_last_checks: PositiveInt | None = None
+
+    def __post_init__(self) -> None:
+        if self.of_last_checks is not None and self.min_signals > self.of_last_checks:
+            raise ValueError("min_signals cannot exceed of_last_checks")
+
+
 class RuleConfig(_Node, frozen=True):
+    """A rule fires when its condition holds: the top-level fields form one
+    condition, or ``any``/``all`` combine several."""
+
     name: Name
     # A model name or "*" for every model.
     model: str = "*"
@@ -261,6 +281,30 @@ class RuleConfig(_Node, frozen=True):
     severity: Literal["warning", "critical"] = "warning"
     actions: list[str] = msgspec.field(default_factory=list)
     alerts: list[str] = msgspec.field(default_factory=list)
+    any: list[ConditionConfig] = msgspec.field(default_factory=list)
+    all: list[ConditionConfig] = msgspec.field(default_factory=list)
+    # Minimum sample size: signals count only once the model version has seen
+    # this many events (or a batch window holds this many predictions).
+    min_events: Annotated[int, msgspec.Meta(ge=0)] = 0
+    # Hysteresis: once fired, the rule stays active (firing nothing more) and
+    # resolves when no matching signal came for this long (event time).
+    resolve_after_seconds: Positive | None = None
+    # At most this many fired, unresolved decisions of this rule per model.
+    max_concurrent: PositiveInt | None = None
+
+    def __post_init__(self) -> None:
+        if self.any and self.all:
+            raise ValueError("use any or all, not both")
+
+    def conditions(self) -> list[ConditionConfig]:
+        return list(self.any or self.all) or [
+            ConditionConfig(
+                detectors=self.detectors,
+                targets=self.targets,
+                min_signals=self.min_signals,
+                window_seconds=self.window_seconds,
+            )
+        ]
 
 
 class _Delivery(_Node, kw_only=True, frozen=True):

@@ -25,7 +25,7 @@ from sqlalchemy import Engine
 from alerts.registry import make_channel
 from connectors.base import Source
 from connectors.registry import make_source
-from monitor.batch import BatchRunner
+from monitor.batch import BatchRunner, CheckOutcome
 from monitor.config import DriftdConfig
 from monitor.dispatcher import Dispatcher
 from monitor.http import HttpServer
@@ -115,7 +115,7 @@ class Daemon:
         # Batch checks run in the scheduler's threads; shard state belongs to
         # the loop, which hands windows over and takes signals back.
         self._window_requests: queue.Queue[tuple[str, bool, Future[Window | None]]] = queue.Queue()
-        self._batch_signals: queue.Queue[list[Signal]] = queue.Queue()
+        self._batch_signals: queue.Queue[CheckOutcome] = queue.Queue()
         self._model_rules = [make_rule(r) for r in config.rules]
         self._loop_running = False
         self.batch = BatchRunner(
@@ -123,6 +123,7 @@ class Daemon:
         )
         self._exported: dict[str, int] = {}
         self._cooldowns = {r.name: r.cooldown_seconds for r in config.rules}
+        self._max_concurrent = {r.name: r.max_concurrent for r in config.rules}
 
     # -- control --------------------------------------------------------------
     def request_stop(self) -> None:
@@ -322,13 +323,34 @@ class Daemon:
                 fut.set_exception(exc)
         while True:
             try:
-                sigs = self._batch_signals.get_nowait()
+                check = self._batch_signals.get_nowait()
             except queue.Empty:
                 break
             decisions = [
-                d for s in sigs for r in self._model_rules if (d := r.observe(s)) is not None
+                d
+                for s in check.signals
+                for r in self._model_rules
+                if (d := r.observe(s)) is not None
             ]
-            self._write(BatchOutput(signals=sigs, decisions=decisions))
+            marker = Signal(
+                f"{check.model}|check|{check.check_ids}",
+                check.model,
+                "*",
+                "check",
+                "check",
+                "failed",
+                float(bool(check.signals)),
+                check.n,
+                check.event_time,
+            )
+            for r in self._model_rules:
+                for dec in (
+                    r.observe_check(check.model, check.signals, marker),
+                    r.tick(check.model, check.event_time),
+                ):
+                    if dec is not None:
+                        decisions.append(dec)
+            self._write(BatchOutput(signals=check.signals, decisions=decisions))
 
     def _process(self, st: _SourceState, records: Sequence[object]) -> None:
         t0 = time.perf_counter()
@@ -358,14 +380,22 @@ class Daemon:
                 decision_payload(d),
                 [("action", a) for a in d.actions] + [("alert", a) for a in d.alerts],
                 self._cooldowns[d.rule],
+                d.outcome,
+                d.resolves,
+                self._max_concurrent[d.rule],
             )
             for d in out.decisions
         ]
         written = self.store.write_batch(out.dead, iter_signal_rows(out.signals), rows)
-        self._report(out, written.decisions, written.suppressed, written.silenced)
+        self._report(out, written.decisions, written.suppressed, written.silenced, written.resolved)
 
     def _report(
-        self, out: BatchOutput, new_decisions: list[str], suppressed: list[str], silenced: list[str]
+        self,
+        out: BatchOutput,
+        new_decisions: list[str],
+        suppressed: list[str],
+        silenced: list[str],
+        resolved: list[str],
     ) -> None:
         m = self.metrics
         for labels, n in out.counts.items():
@@ -406,7 +436,8 @@ class Daemon:
         outcomes = {k: "fired" for k in new_decisions}
         outcomes.update({k: "suppressed" for k in suppressed})
         outcomes.update({k: "silenced" for k in silenced})
-        fresh = set(new_decisions)
+        outcomes.update({k: "resolved" for k in resolved})
+        fresh = set(new_decisions) | set(resolved)
         for d in out.decisions:
             outcome = outcomes.get(d.idempotency_key, "replayed")
             m.decisions.labels(d.rule, d.model, outcome).inc()

@@ -115,8 +115,17 @@ class Dispatcher:
             counter.labels(name, "dead").inc()
             log.error("delivery %s dead: %s", r["id"], detail)
             return
+        payload = r["payload"]
+        if payload.get("resolves"):
+            # Follow up where the fired decision was told (its Slack thread).
+            first = self._store.delivery_result(payload["resolves"], kind, name)
+            if first and first.get("ts"):
+                payload = {
+                    **payload,
+                    "thread": {"ts": first["ts"], "channel": first.get("channel")},
+                }
         try:
-            result = target.deliver(r["payload"], r["decision_key"], attempt)
+            result = target.deliver(payload, r["decision_key"], attempt)
         except DeliveryError as exc:
             duration = time.monotonic() - t0
             final = not exc.retryable or attempt >= target.max_attempts

@@ -144,6 +144,8 @@ class Pipeline:
         self.shards: dict[tuple[str, int], ShardState] = {}
         self._max_versions = config.runtime.max_versions_per_model
         self._source = ""
+        # Newest event time per (shard, model) in the batch being processed.
+        self._latest: dict[tuple[tuple[str, int], str], float] = {}
 
     # -- state --------------------------------------------------------------
     def shard(self, n: tuple[str, int]) -> ShardState:
@@ -224,6 +226,13 @@ class Pipeline:
                         decision = rule.observe(sig)
                         if decision is not None:
                             out.decisions.append(decision)
+        # Event time moved on: rules with hysteresis may resolve.
+        for (shard_key, model_name), now in self._latest.items():
+            for rule in self.shards[shard_key].rules:
+                resolved = rule.tick(model_name, now)
+                if resolved is not None:
+                    out.decisions.append(resolved)
+        self._latest.clear()
         return out
 
     def _prediction(self, rec: Record, out: BatchOutput) -> None:
@@ -236,7 +245,9 @@ class Pipeline:
         numeric, categorical, score, unexpected = schema.check_prediction(ev)
         version = str(ev.model_version)
         model = schema.config
-        state = self.shard((self._source, rec.shard))
+        shard_key = (self._source, rec.shard)
+        state = self.shard(shard_key)
+        self._latest[(shard_key, model.name)] = ts
         vs = self._version(state, model, version)
         vs.n += 1
         n = vs.n
@@ -287,7 +298,9 @@ class Pipeline:
         ts = epoch_seconds(ev.timestamp)
         if schema.task == "regression":
             schema.error(0.0, ev.label)  # validates the label before it is held
-        state = self.shard((self._source, rec.shard))
+        shard_key = (self._source, rec.shard)
+        state = self.shard(shard_key)
+        self._latest[(shard_key, ev.model)] = ts
         out.counts[("events", ev.model, OUTCOMES)] += 1
         state.counts[f"events:{ev.model}:{OUTCOMES}"] += 1
         pred = state.join.add_outcome((ev.model, ev.prediction_id), ts, (ts, ev.label))
@@ -390,6 +403,8 @@ def decision_payload(d: Decision) -> dict[str, Any]:
     return {
         "decision_id": d.idempotency_key,
         "idempotency_key": d.idempotency_key,
+        "outcome": d.outcome,
+        "resolves": d.resolves,
         "rule": d.rule,
         "model": d.model,
         "model_version": d.model_version,

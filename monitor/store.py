@@ -96,6 +96,8 @@ decisions = Table(
     Column("severity", String(16), nullable=False),
     Column("outcome", String(32), nullable=False),
     Column("event_time", Float, nullable=False),
+    # For a "resolved" decision: the fired decision it closes.
+    Column("resolves", String(128)),
     Column("payload", JSON, nullable=False),
     Column("created_at", Float, nullable=False),
 )
@@ -270,6 +272,11 @@ class DecisionRow:
     # No other decision of this rule for this model may fire within this much
     # event time (either side); one that would is stored as "suppressed".
     cooldown_seconds: float = 0.0
+    # "fired" or "resolved" (the rule's condition went quiet: hysteresis).
+    outcome: str = "fired"
+    resolves: str | None = None
+    # At most this many fired, unresolved decisions of the rule per model.
+    max_concurrent: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +296,7 @@ class BatchResult:
     decisions: list[str] = field(default_factory=list)  # fired
     suppressed: list[str] = field(default_factory=list)  # held by a cooldown
     silenced: list[str] = field(default_factory=list)
+    resolved: list[str] = field(default_factory=list)
 
 
 def make_engine(url: str, password: str | None = None) -> Engine:
@@ -424,6 +432,8 @@ class Store:
                     result.suppressed.append(dec.idempotency_key)
                 elif outcome == "silenced":
                     result.silenced.append(dec.idempotency_key)
+                elif outcome == "resolved":
+                    result.resolved.append(dec.idempotency_key)
             for cp in checkpoint:
                 self._save_checkpoint(conn, cp, now)
         return result
@@ -438,8 +448,12 @@ class Store:
         ).first()
         if seen is not None:
             return None
-        if self._silenced(conn, dec.rule, dec.model, self._clock()):
+        if dec.outcome == "resolved":
+            outcome = "resolved"  # always stored and told, silences or not
+        elif self._silenced(conn, dec.rule, dec.model, self._clock()):
             outcome = "silenced"
+        elif dec.max_concurrent is not None and self._open(conn, dec) >= dec.max_concurrent:
+            outcome = "suppressed"
         elif self._claim_cooldown(conn, dec):
             outcome = "fired"
         else:
@@ -453,13 +467,14 @@ class Store:
                 severity=dec.severity,
                 outcome=outcome,
                 event_time=dec.event_time,
+                resolves=dec.resolves,
                 payload=_json_safe(dict(dec.payload)),
                 created_at=now,
             )
         )
         if r.rowcount == 0:
             return None
-        if outcome == "fired":
+        if outcome in ("fired", "resolved"):
             for kind, target in dec.deliveries:
                 conn.execute(
                     self._insert_ignore(deliveries).values(
@@ -473,6 +488,24 @@ class Store:
                     )
                 )
         return outcome
+
+    def _open(self, conn: Connection, dec: DecisionRow) -> int:
+        """Fired decisions of ``dec``'s rule and model that no decision resolved."""
+        c = decisions.c
+        closed = select(c.resolves).where(c.resolves.is_not(None))
+        return int(
+            conn.execute(
+                select(func.count())
+                .select_from(decisions)
+                .where(
+                    c.rule == dec.rule,
+                    c.model == dec.model,
+                    c.outcome == "fired",
+                    c.idempotency_key.not_in(closed),
+                )
+            ).scalar()
+            or 0
+        )
 
     def _silenced(self, conn: Connection, rule: str, model: str, now: float) -> bool:
         c = silences.c
@@ -721,6 +754,20 @@ class Store:
                 )
             )
             return True
+
+    def delivery_result(self, decision_key: str, kind: str, target: str) -> dict[str, Any] | None:
+        """What a delivered target reported back (a Slack message's ts, say)."""
+        c = deliveries.c
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(c.result).where(
+                    c.decision_key == decision_key,
+                    c.kind == kind,
+                    c.target == target,
+                    c.status == "delivered",
+                )
+            ).first()
+        return dict(row.result) if row is not None and row.result else None
 
     def pending_deliveries(self) -> int:
         with self.engine.connect() as conn:

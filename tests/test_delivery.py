@@ -26,10 +26,24 @@ from triggers.webhook import Webhook
 
 KEY = "k" * 24
 DECISION = {
-    "decision_id": "d1", "rule": "r", "model": "m", "model_version": "v1", "severity": "warning",
-    "event_time": 0.0, "actions": ["retrain"], "alerts": [],
-    "signals": [{"target": "score", "detector": "adwin", "statistic": "mean", "value": 0.5,
-                 "position": 10, "event_time": 0.0}],
+    "decision_id": "d1",
+    "rule": "r",
+    "model": "m",
+    "model_version": "v1",
+    "severity": "warning",
+    "event_time": 0.0,
+    "actions": ["retrain"],
+    "alerts": [],
+    "signals": [
+        {
+            "target": "score",
+            "detector": "adwin",
+            "statistic": "mean",
+            "value": 0.5,
+            "position": 10,
+            "event_time": 0.0,
+        }
+    ],
 }
 
 
@@ -41,24 +55,37 @@ class Clock:
         return self.now
 
 
-def setup(tmp_path: Path, target: Deliverer, kind: str = "action") -> tuple[Store, Dispatcher, Clock, CollectorRegistry]:
+def setup(
+    tmp_path: Path, target: Deliverer, kind: str = "action"
+) -> tuple[Store, Dispatcher, Clock, CollectorRegistry]:
     clock = Clock()
     store = Store(make_engine(f"sqlite:///{tmp_path / 'd.db'}"), clock=clock)
     store.create_schema()
-    store.write_batch(decs=[DecisionRow("d1", "r", "m", "v1", "warning", 0.0, DECISION, [(kind, target.name)])])
+    store.write_batch(
+        decs=[DecisionRow("d1", "r", "m", "v1", "warning", 0.0, DECISION, [(kind, target.name)])]
+    )
     registry = CollectorRegistry()
-    dispatcher = Dispatcher(store, {(kind, target.name): target}, Metrics(registry), clock=clock, seed=1)
+    dispatcher = Dispatcher(
+        store, {(kind, target.name): target}, Metrics(registry), clock=clock, seed=1
+    )
     return store, dispatcher, clock, registry
 
 
 def webhook(url: str, **over: Any) -> Webhook:
-    cfg = WebhookActionConfig(name="retrain", url=url, signing_key=Secret("K", KEY),
-                              max_attempts=over.pop("max_attempts", 5), backoff_seconds=1.0,
-                              timeout_seconds=over.pop("timeout_seconds", 2.0))
+    cfg = WebhookActionConfig(
+        name="retrain",
+        url=url,
+        signing_key=Secret("K", KEY),
+        max_attempts=over.pop("max_attempts", 5),
+        backoff_seconds=1.0,
+        timeout_seconds=over.pop("timeout_seconds", 2.0),
+    )
     return Webhook(cfg)
 
 
-def run_until(dispatcher: Dispatcher, clock: Clock, store: Store, done: Callable[[], bool], rounds: int = 10) -> None:
+def run_until(
+    dispatcher: Dispatcher, clock: Clock, store: Store, done: Callable[[], bool], rounds: int = 10
+) -> None:
     for _ in range(rounds):
         dispatcher.run_once()
         if done():
@@ -81,13 +108,23 @@ def test_500_then_200_is_delivered_once_with_same_key(tmp_path: Path, receiver: 
     assert len(reqs) == 2
     assert {r.headers["Idempotency-Key"] for r in reqs} == {"d1"}
     for r in reqs:
-        assert verify(KEY.encode(), r.headers["X-Driftd-Timestamp"], r.body, r.headers["X-Driftd-Signature"],
-                      now=float(r.headers["X-Driftd-Timestamp"]))
+        assert verify(
+            KEY.encode(),
+            r.headers["X-Driftd-Timestamp"],
+            r.body,
+            r.headers["X-Driftd-Signature"],
+            now=float(r.headers["X-Driftd-Timestamp"]),
+        )
     attempts = store.rows(delivery_attempts, order_by=delivery_attempts.c.attempt)
     assert [a["ok"] for a in attempts] == [False, True]
     assert "HTTP 500" in attempts[0]["detail"]
-    assert reg.get_sample_value("driftd_actions_total", {"action": "retrain", "status": "failed"}) == 1
-    assert reg.get_sample_value("driftd_actions_total", {"action": "retrain", "status": "delivered"}) == 1
+    assert (
+        reg.get_sample_value("driftd_actions_total", {"action": "retrain", "status": "failed"}) == 1
+    )
+    assert (
+        reg.get_sample_value("driftd_actions_total", {"action": "retrain", "status": "delivered"})
+        == 1
+    )
 
 
 def test_receiver_down_then_up(tmp_path: Path, receiver_factory: Any) -> None:
@@ -125,11 +162,15 @@ def test_client_error_is_final_and_max_attempts_go_dead(tmp_path: Path, receiver
     store, disp, _, reg = setup(tmp_path, webhook(f"{receiver.url}/hook"))
     disp.run_once()
     assert (delivery(store)["status"], delivery(store)["attempts"]) == ("dead", 1)
-    assert reg.get_sample_value("driftd_actions_total", {"action": "retrain", "status": "dead"}) == 1
+    assert (
+        reg.get_sample_value("driftd_actions_total", {"action": "retrain", "status": "dead"}) == 1
+    )
 
     receiver.responses.extend([(503, {}, b"", 0.0)] * 3)
     (tmp_path / "second").mkdir()
-    store2, disp2, clock2, _ = setup(tmp_path / "second", webhook(f"{receiver.url}/hook", max_attempts=3))
+    store2, disp2, clock2, _ = setup(
+        tmp_path / "second", webhook(f"{receiver.url}/hook", max_attempts=3)
+    )
     run_until(disp2, clock2, store2, lambda: delivery(store2)["status"] != "pending")
     assert (delivery(store2)["status"], delivery(store2)["attempts"]) == ("dead", 3)
 
@@ -143,7 +184,9 @@ def test_retry_after_is_honoured(tmp_path: Path, receiver: Receiver) -> None:
 
 def test_slack_429_retry_after_through_slack_sdk(tmp_path: Path, receiver: Receiver) -> None:
     receiver.responses.append((429, {"Retry-After": "1"}, b"rate limited", 0.0))
-    channel = SlackChannel(SlackAlertConfig(name="slack", webhook_url=Secret("S", f"{receiver.url}/slack")))
+    channel = SlackChannel(
+        SlackAlertConfig(name="slack", webhook_url=Secret("S", f"{receiver.url}/slack"))
+    )
     store, disp, _, reg = setup(tmp_path, channel, kind="alert")
     t0 = time.monotonic()
     disp.run_once()
@@ -152,14 +195,29 @@ def test_slack_429_retry_after_through_slack_sdk(tmp_path: Path, receiver: Recei
     reqs = receiver.requests
     assert len(reqs) == 2
     assert json.loads(reqs[1].body)["text"].startswith("[WARNING] drift on m v1")
-    assert reg.get_sample_value("driftd_alerts_total", {"channel": "slack", "status": "delivered"}) == 1
+    assert (
+        reg.get_sample_value("driftd_alerts_total", {"channel": "slack", "status": "delivered"})
+        == 1
+    )
 
 
 def test_slack_chat_post_message(tmp_path: Path, receiver: Receiver) -> None:
-    receiver.responses.append((200, {"Content-Type": "application/json"},
-                               b'{"ok": true, "channel": "C1", "ts": "1700000000.1"}', 0.0))
-    channel = SlackChannel(SlackAlertConfig(
-        name="slack", token=Secret("T", "xoxb-test"), channel="#ml", base_url=f"{receiver.url}/api/"))
+    receiver.responses.append(
+        (
+            200,
+            {"Content-Type": "application/json"},
+            b'{"ok": true, "channel": "C1", "ts": "1700000000.1"}',
+            0.0,
+        )
+    )
+    channel = SlackChannel(
+        SlackAlertConfig(
+            name="slack",
+            token=Secret("T", "xoxb-test"),
+            channel="#ml",
+            base_url=f"{receiver.url}/api/",
+        )
+    )
     store, disp, _, _ = setup(tmp_path, channel, kind="alert")
     disp.run_once()
     assert delivery(store)["status"] == "delivered"
@@ -178,7 +236,9 @@ def test_command_runs_without_a_shell(tmp_path: Path) -> None:
         "print(json.dumps({'argv': sys.argv[1:], 'model': d['model'], 'key': os.environ['DRIFTD_IDEMPOTENCY_KEY']}))\n"
     )
     hostile = f"; touch {marker}"
-    cmd = Command(CommandActionConfig(name="retrain", argv=[sys.executable, str(script), hostile, "$(id)"]))
+    cmd = Command(
+        CommandActionConfig(name="retrain", argv=[sys.executable, str(script), hostile, "$(id)"])
+    )
     store, disp, _, _ = setup(tmp_path, cmd)
     disp.run_once()
     d = delivery(store)
@@ -189,8 +249,14 @@ def test_command_runs_without_a_shell(tmp_path: Path) -> None:
 
 
 def test_command_timeout_and_failure(tmp_path: Path) -> None:
-    slow = Command(CommandActionConfig(name="retrain", argv=[sys.executable, "-c", "import time; time.sleep(5)"],
-                                       timeout_seconds=0.3, max_attempts=1))
+    slow = Command(
+        CommandActionConfig(
+            name="retrain",
+            argv=[sys.executable, "-c", "import time; time.sleep(5)"],
+            timeout_seconds=0.3,
+            max_attempts=1,
+        )
+    )
     store, disp, _, _ = setup(tmp_path, slow)
     disp.run_once()
     d = delivery(store)
@@ -198,3 +264,49 @@ def test_command_timeout_and_failure(tmp_path: Path) -> None:
     missing = Command(CommandActionConfig(name="retrain", argv=[str(tmp_path / "no-such-program")]))
     with pytest.raises(Exception, match="No such file"):
         missing.deliver(DECISION, "d1", 1)
+
+
+def test_resolved_decision_follows_up_in_the_slack_thread(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    receiver.responses.append(
+        (
+            200,
+            {"Content-Type": "application/json"},
+            b'{"ok": true, "channel": "C42", "ts": "1700000000.5"}',
+            0.0,
+        )
+    )
+    channel = SlackChannel(
+        SlackAlertConfig(
+            name="slack",
+            token=Secret("T", "xoxb-test"),
+            channel="#ml",
+            base_url=f"{receiver.url}/api/",
+        )
+    )
+    store, disp, _, _ = setup(tmp_path, channel, kind="alert")
+    disp.run_once()
+    resolved = {**DECISION, "decision_id": "d1r", "outcome": "resolved", "resolves": "d1"}
+    store.write_batch(
+        decs=[
+            DecisionRow(
+                "d1r",
+                "r",
+                "m",
+                "v1",
+                "warning",
+                9.0,
+                resolved,
+                [("alert", "slack")],
+                0.0,
+                "resolved",
+                "d1",
+            )
+        ]
+    )
+    disp.run_once()
+    first, follow_up = (json.loads(r.body) for r in receiver.wait_for(2))
+    assert "thread_ts" not in first
+    assert follow_up["thread_ts"] == "1700000000.5" and follow_up["channel"] == "C42"
+    assert follow_up["text"].startswith("[RESOLVED] drift on m v1")

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from monitor.config import RuleConfig
+from monitor.config import ConditionConfig, RuleConfig
 from monitor.store import DecisionRow, Store, decisions, deliveries, make_engine
 from triggers.base import Signal
-from triggers.count_within_window import CountWithinWindow
+from triggers.condition_rule import ConditionRule
 
 
 def sig(
@@ -27,7 +27,7 @@ def sig(
     )
 
 
-def rule(**over: object) -> CountWithinWindow:
+def rule(**over: object) -> ConditionRule:
     base: dict[str, object] = {
         "name": "r",
         "min_signals": 3,
@@ -36,7 +36,7 @@ def rule(**over: object) -> CountWithinWindow:
         "actions": ["a"],
     }
     base.update(over)
-    return CountWithinWindow(RuleConfig(**base))  # type: ignore[arg-type]
+    return ConditionRule(RuleConfig(**base))  # type: ignore[arg-type]
 
 
 def test_fires_on_n_signals_within_window_once_per_cooldown() -> None:
@@ -114,3 +114,109 @@ def test_silence_holds_decisions_until_expired(tmp_path: Path) -> None:
     assert sorted(r["decision_key"] for r in store.rows(deliveries)) == ["k2"]
     assert store.acknowledge("k2", "alice", "retraining") is True
     assert store.acknowledge("nope", "alice", "") is False
+
+
+def test_all_of_conditions_and_prefix_patterns() -> None:
+    r = ConditionRule(
+        RuleConfig(
+            name="r",
+            cooldown_seconds=0.0,
+            all=[
+                ConditionConfig(
+                    detectors=["adwin"], targets=["feature:*"], min_signals=2, window_seconds=100.0
+                ),
+                ConditionConfig(detectors=["drift:*"], window_seconds=100.0),
+            ],
+        )
+    )
+    assert r.observe(sig(1, target="feature:a")) is None
+    assert r.observe(sig(2, target="feature:b")) is None  # first condition holds alone
+    assert r.observe(sig(3, target="score")) is None  # "feature:*" does not match score
+    d = r.observe(sig(4, target="feature:a", detector="drift:wasserstein"))
+    assert d is not None and {s.detector for s in d.signals} == {"adwin", "drift:wasserstein"}
+
+
+def test_any_of_conditions() -> None:
+    r = ConditionRule(
+        RuleConfig(
+            name="r",
+            any=[
+                ConditionConfig(detectors=["ddm"], min_signals=1),
+                ConditionConfig(detectors=["adwin"], min_signals=3),
+            ],
+        )
+    )
+    assert r.observe(sig(1)) is None and r.observe(sig(2)) is None
+    assert r.observe(sig(3, detector="ddm")) is not None
+
+
+def test_minimum_sample_size() -> None:
+    r = rule(min_signals=1, min_events=1000)
+    assert r.observe(sig(5, pos=999)) is None
+    assert r.observe(sig(6, pos=1000)) is not None
+
+
+def test_hysteresis_resolves_once_quiet() -> None:
+    r = rule(min_signals=2, resolve_after_seconds=500.0)
+    r.observe(sig(10))
+    fired = r.observe(sig(20))
+    assert fired is not None and fired.outcome == "fired"
+    for t in (30, 300, 700):  # still drifting: active, no new decision
+        assert r.observe(sig(t)) is None
+    assert r.tick("m", 1000.0) is None  # last match at 700: quiet for only 300 s
+    resolved = r.tick("m", 1300.0)
+    assert resolved is not None and resolved.outcome == "resolved"
+    assert resolved.resolves == fired.idempotency_key and resolved.actions == ()
+    assert r.tick("m", 2000.0) is None
+    r.observe(sig(2100))
+    assert r.observe(sig(2110)) is not None  # can fire again after resolving
+
+
+def test_persistence_n_of_last_m_checks() -> None:
+    r = ConditionRule(
+        RuleConfig(
+            name="r",
+            any=[
+                ConditionConfig(detectors=["drift:*"], min_signals=2, of_last_checks=3),
+            ],
+        )
+    )
+    marker = sig(0, detector="check")
+    fail = [sig(1, detector="drift:ks", target="feature:x")]
+    assert r.observe_check("m", fail, marker) is None  # 1 of last 1
+    assert r.observe_check("m", [], marker) is None  # 1 of last 2
+    assert r.observe_check("m", [], marker) is None  # 1 of last 3
+    assert r.observe_check("m", fail, marker) is None  # [ok, ok, fail]: 1 of 3
+    d = r.observe_check("m", fail, marker)  # [ok, fail, fail]: 2 of 3
+    assert d is not None
+
+
+def test_store_max_concurrent_and_resolution(tmp_path: Path) -> None:
+    store = Store(make_engine(f"sqlite:///{tmp_path / 'd.db'}"))
+    store.create_schema()
+
+    def row(key: str, t: float, outcome: str = "fired", resolves: str | None = None) -> DecisionRow:
+        return DecisionRow(
+            key,
+            "r",
+            "m",
+            "v1",
+            "warning",
+            t,
+            {"k": key},
+            [("alert", "slack")] if outcome == "resolved" else [("action", "a")],
+            0.0,
+            outcome,
+            resolves,
+            1,
+        )
+
+    assert store.write_batch(decs=[row("k1", 10.0)]).decisions == ["k1"]
+    assert store.write_batch(decs=[row("k2", 20.0)]).suppressed == ["k2"]  # one retrain in flight
+    assert store.write_batch(decs=[row("k1r", 30.0, "resolved", "k1")]).resolved == ["k1r"]
+    assert store.write_batch(decs=[row("k3", 40.0)]).decisions == ["k3"]
+    assert [(d["decision_key"], d["kind"]) for d in store.rows(deliveries)] == [
+        ("k1", "action"),
+        ("k1r", "alert"),
+        ("k3", "action"),
+    ]

@@ -50,6 +50,8 @@ class Decision:
     signals: tuple[Signal, ...]
     actions: tuple[str, ...]
     alerts: tuple[str, ...]
+    outcome: str = "fired"  # or "resolved" (hysteresis: the condition went quiet)
+    resolves: str | None = None  # the fired decision a resolved one closes
 
 
 def idempotency_key(*parts: str) -> str:
@@ -74,6 +76,16 @@ class Rule(abc.ABC):
     def suppressed(self) -> int:
         """Times the rule's condition held but a cooldown held it back."""
         return 0
+
+    def observe_check(
+        self, model: str, failed_signals: list[Signal], at: Signal
+    ) -> Decision | None:
+        """A batch check completed; rules with persistence conditions count it."""
+        return None
+
+    def tick(self, model: str, now: float) -> Decision | None:
+        """Event time reached ``now`` for ``model``: a chance to resolve."""
+        return None
 
 
 class DeliveryError(Exception):

@@ -5,14 +5,14 @@ from __future__ import annotations
 from monitor.config import ActionConfig, CommandActionConfig, RuleConfig, WebhookActionConfig
 from triggers.base import Action, Rule
 from triggers.command import Command
-from triggers.count_within_window import CountWithinWindow
+from triggers.condition_rule import ConditionRule
 from triggers.webhook import Webhook
 
 ACTIONS: dict[type, type[Action]] = {WebhookActionConfig: Webhook, CommandActionConfig: Command}
 
 
 def make_rule(config: RuleConfig) -> Rule:
-    return CountWithinWindow(config)
+    return ConditionRule(config)
 
 
 def make_action(config: ActionConfig) -> Action:
