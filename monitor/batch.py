@@ -113,7 +113,12 @@ class BatchRunner:
             and self.store.load_reference(model) is None
         )
         get = take or self._take_window
-        window = get(model, not capturing)
+        window = get(model, False)
+        if not capturing and cfg is not None and cfg.batch is not None and window is not None:
+            if window.n >= cfg.batch.min_rows:
+                # Big enough to judge: close it. (A smaller one stays open and
+                # grows until the next run, so no prediction goes unjudged.)
+                window = get(model, True)
         outcome = self.run(model, window)
         if outcome.status == "captured":
             get(model, True)  # judged data starts after the reference

@@ -99,7 +99,12 @@ def test_scheduled_checks_run_while_streaming_and_cli_check(tmp_path: Path) -> N
     checks = daemon.store.rows(batch_checks, batch_checks.c.segment == "")
     # APScheduler ran several checks during the replay (tumbling windows), then the final one.
     assert len(checks) >= 3
-    assert sum(c["n_rows"] for c in checks) == 20000  # every prediction judged exactly once
+    # Every prediction judged exactly once, but for a last window too small
+    # to judge (it stays open in the checkpoint).
+    from monitor.batch import stored_window
+
+    left = stored_window(daemon.store, "credit-risk")
+    assert sum(c["n_rows"] for c in checks) + (left.n if left else 0) == 20000
     early = [c for c in checks if c["window_end"] < DRIFT_TIME]
     assert early, "no scheduled check before the drift"
     for c in early:  # windows before the drift: no column judged drifted
@@ -107,8 +112,8 @@ def test_scheduled_checks_run_while_streaming_and_cli_check(tmp_path: Path) -> N
     late = [c for c in checks if c["window_start"] > DRIFT_TIME + 600]
     assert late and all(any(k.startswith("drift:") for k in c["summary"]["failed"]) for c in late)
     out = run_cli("check", "--model", "credit-risk", "--config", str(cfg), cwd=tmp_path)
-    # The windows left in the store are empty after the final check.
-    assert out.returncode == 0 and "skipped" in out.stdout
+    # What is left after the final check is judged, or too small to be.
+    assert out.returncode in (0, 1) and out.stdout.startswith("credit-risk:")
     base = run_cli("baseline", "--model", "credit-risk", "--config", str(cfg), cwd=tmp_path)
     assert base.returncode == 0, base.stderr
     assert "5000 rows, 4470 labeled" in base.stdout
