@@ -208,6 +208,8 @@ class Daemon:
     def close(self) -> None:
         self._loop_running = False
         self.batch.stop()
+        while not self._window_requests.empty():  # release a job waiting on the loop
+            self._window_requests.get_nowait()[2].set_result(None)
         self.dispatcher.stop()
         if self.http is not None:
             self.http.stop()
@@ -294,6 +296,8 @@ class Daemon:
         """From a scheduler thread: have the loop close ``model``'s window (or copy
         it, ``take=False``) and hand it over, merged across this process's shards.
         Blocks until the loop does (between two batches)."""
+        if not self._loop_running:
+            return None  # nobody would hand it over (stopping, or not started)
         fut: Future[Window | None] = Future()
         self._window_requests.put((model, take, fut))
         return fut.result(timeout)
