@@ -88,6 +88,15 @@ def evidently_counts(pair: Pair) -> Counts:
     return discrete_counts(pair)
 
 
+def binned_counts(pair: Pair, bins: str | int) -> Counts:
+    """Counts on Evidently's Sturges bins (``"sturges"``) or on ``bins``
+    reference-quantile bins."""
+    if bins == "sturges":
+        return evidently_counts(pair)
+    assert isinstance(bins, int)
+    return quantile_counts(pair, bins)
+
+
 def discrete_counts(pair: NumericPair) -> Counts:
     """Counts per distinct value over the union of both sides' values."""
     ref_vals, ref_counts = pair.ref_values()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from detectors.batch._binning import evidently_counts, quantile_counts
+from detectors.batch._binning import binned_counts
 from detectors.batch._data import Pair
 from detectors.batch.base import (
     BINARY,
@@ -56,10 +56,6 @@ class JensenShannon(BatchTest):
     def compute(self, pair: Pair) -> Outcome:
         from scipy.spatial.distance import jensenshannon
 
-        if self.bins == "sturges":
-            ref, cur, approximate = evidently_counts(pair)
-        else:
-            assert isinstance(self.bins, int)
-            ref, cur, approximate = quantile_counts(pair, self.bins)
+        ref, cur, approximate = binned_counts(pair, self.bins)
         value = jensenshannon(ref / pair.n_ref, cur / pair.n_cur)
         return Outcome(float(value), None, approximate)

@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from detectors.batch._binning import evidently_counts, fill_zeros, quantile_counts
+from detectors.batch._binning import binned_counts, fill_zeros
 from detectors.batch._data import Pair
 from detectors.batch._values import FloatArray
 from detectors.batch.base import (
@@ -65,11 +65,7 @@ class PSI(BatchTest):
         self.bins = check_bins(bins, self.name)
 
     def compute(self, pair: Pair) -> Outcome:
-        if self.bins == "sturges":
-            ref, cur, approximate = evidently_counts(pair)
-        else:
-            assert isinstance(self.bins, int)
-            ref, cur, approximate = quantile_counts(pair, self.bins)
+        ref, cur, approximate = binned_counts(pair, self.bins)
         value = psi(fill_zeros(ref / pair.n_ref), fill_zeros(cur / pair.n_cur))
         return Outcome(float(value), None, approximate)
 
