@@ -319,10 +319,28 @@ class WebhookActionConfig(_Delivery, tag="webhook", tag_field="type", kw_only=Tr
     url: str
     signing_key: Secret
     headers: dict[str, str] = msgspec.field(default_factory=dict)
+    # Headers holding tokens, each "${ENV}": never logged, masked in check-config.
+    secret_headers: dict[str, Secret] = msgspec.field(default_factory=dict)
+    method: Literal["POST", "PUT"] = "POST"
+    content_type: str = "application/json"
+    # A JSON document with {{model}}, {{model_version}}, {{rule}}, {{decision_id}},
+    # {{severity}}, {{event_time}}, {{signals_json}}, {{decision_json}}, each
+    # JSON-encoded where it stands (see triggers.webhook.BodyTemplate). None: the
+    # decision JSON.
+    body_template: str | None = None
 
     def __post_init__(self) -> None:
+        from triggers.webhook import ACTION_PLACEHOLDERS, check_request_fields
+
         if not self.url.startswith(("http://", "https://")):
             raise ValueError(f"url must start with http:// or https://, got {self.url!r}")
+        check_request_fields(
+            headers=self.headers,
+            secret_headers=self.secret_headers,
+            body_template=self.body_template,
+            allowed=ACTION_PLACEHOLDERS,
+            content_type=self.content_type,
+        )
 
 
 class CommandActionConfig(_Delivery, tag="command", tag_field="type", kw_only=True, frozen=True):
@@ -359,7 +377,31 @@ class SlackAlertConfig(_Delivery, tag="slack", tag_field="type", kw_only=True, f
             raise ValueError("token needs a channel")
 
 
-AlertConfig = LogAlertConfig | SlackAlertConfig
+class WebhookAlertConfig(_Delivery, tag="webhook", tag_field="type", kw_only=True, frozen=True):
+    """POSTs {"text": summary, "decision": decision}, signed like the webhook action."""
+
+    name: Name
+    url: str
+    signing_key: Secret
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    secret_headers: dict[str, Secret] = msgspec.field(default_factory=dict)
+    # As for the webhook action, plus {{text}} (the readable summary).
+    body_template: str | None = None
+
+    def __post_init__(self) -> None:
+        from triggers.webhook import ALERT_PLACEHOLDERS, check_request_fields
+
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"url must start with http:// or https://, got {self.url!r}")
+        check_request_fields(
+            headers=self.headers,
+            secret_headers=self.secret_headers,
+            body_template=self.body_template,
+            allowed=ALERT_PLACEHOLDERS,
+        )
+
+
+AlertConfig = LogAlertConfig | SlackAlertConfig | WebhookAlertConfig
 
 
 class DriftdConfig(_Node, frozen=True):
