@@ -96,6 +96,14 @@ class RetrainIn(_Body, frozen=True):
     actions: Annotated[list[Short], msgspec.Meta(min_length=1, max_length=64)] | None = None
 
 
+class VersionIn(_Body, frozen=True):
+    """A new model version, reported by the retraining pipeline when it is deployed."""
+
+    version: Short
+    decision_id: Short | None = None
+    note: Annotated[str, msgspec.Meta(max_length=4000)] | None = None
+
+
 BodyT = TypeVar("BodyT", bound=_Body)
 
 
@@ -164,6 +172,15 @@ class Api:
             f"{v1}/silences/{{id}}": {"DELETE": Op(self._expire, ("id",), errors=(404,))},
             f"{v1}/retrain": {
                 "POST": Op(self._retrain, ("decision_id", "outcome"), (), RetrainIn, 202, (409,))
+            },
+            f"{v1}/models/{{model}}/versions": {
+                "POST": Op(
+                    self._report_version,
+                    ("model", "version", "status", "replayed"),
+                    body=VersionIn,
+                    status=201,
+                    errors=(404,),
+                )
             },
             "/openapi.json": {"GET": Op(self._openapi, ("openapi", "paths"))},
         }
@@ -390,6 +407,38 @@ class Api:
         out = {"decision_id": key, "outcome": "fired", "actions": actions, "replayed": replayed}
         return reply(202, {**out, "overrode_silences": overrode})
 
+    def _report_version(self, req: Request) -> Response:
+        """Report a new model version (retraining done); idempotent per model and version"""
+        from monitor.config import VersionsConfig
+
+        name = req.path["model"]
+        model = self._config.model(name)
+        if model is None:
+            raise ApiError(404, f"model: unknown model {name!r}")
+        b = _decode(req.body, VersionIn)
+        cfg = model.versions or VersionsConfig()
+        status = "active" if cfg.on_new_version == "adopt_reference" else "candidate"
+        last = self._last_version(name)
+        row, replayed = self._store.report_version(
+            name,
+            b.version,
+            status,
+            b.decision_id,
+            b.note,
+            fallback_previous=None if last == "unknown" else last,
+        )
+        if not replayed:
+            log.info(
+                "model %s: version %s reported (%s, previous %s)",
+                name,
+                b.version,
+                row["status"],
+                row["previous_version"],
+            )
+        out = {k: row[k] for k in ("model", "version", "previous_version", "status")}
+        out |= {"decision_id": row["decision_key"], "reported_at": row["reported_at"]}
+        return reply(201, {**out, "replayed": replayed})
+
     def _insert_manual(self, payload: dict[str, Any], now: float) -> dict[str, Any] | None:
         """Store the decision and its pending deliveries; if its key is stored
         already, store nothing and return the stored payload."""
@@ -433,7 +482,7 @@ class Api:
     def openapi(self) -> dict[str, Any]:
         """The OpenAPI 3.1 document, built from :attr:`routes`; the body
         schemas come from the msgspec Structs that validate the bodies."""
-        structs = (SilenceIn, AckIn, RetrainIn)
+        structs = (SilenceIn, AckIn, RetrainIn, VersionIn)
         _, schemas = msgspec.json.schema_components(
             structs, ref_template="#/components/schemas/{name}"
         )

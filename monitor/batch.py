@@ -113,6 +113,9 @@ class BatchRunner:
             and self.store.load_reference(model) is None
         )
         get = take or self._take_window
+        adopted = self._adopt(model, get)
+        if adopted is not None:
+            return adopted
         window = get(model, False)
         if not capturing and cfg is not None and cfg.batch is not None and window is not None:
             if window.n >= cfg.batch.min_rows:
@@ -126,6 +129,50 @@ class BatchRunner:
             outcome.n, outcome.event_time = window.n, window.last_time
             self._publish(outcome)  # rules see every judged check (persistence)
         return outcome
+
+    def _adopt(self, model: str, get: WindowRequest) -> CheckOutcome | None:
+        """``on_new_version = "adopt_reference"``: once the window holds only the
+        newly reported version, capture its first ``adopt_first`` predictions as
+        the model's reference (a new row: the newest is used). None when no
+        adoption is pending or the window still holds older versions (then it
+        is judged and closed as usual, and the next one starts clean)."""
+        from monitor.store import model_versions
+
+        cfg = self.config.model(model)
+        if cfg is None or cfg.batch is None or cfg.versions is None:
+            return None
+        if cfg.versions.on_new_version != "adopt_reference":
+            return None
+        c = model_versions.c
+        pending = self.store.rows(
+            model_versions,
+            c.model == model,
+            c.status == "active",
+            c.previous_version.is_not(None),
+            c.reference_adopted_at.is_(None),
+            order_by=c.id.desc(),
+            limit=1,
+        )
+        if not pending:
+            return None
+        version = pending[0]["version"]
+        window = get(model, False)
+        if window is None or window.versions != {version}:
+            return None
+        first = cfg.versions.adopt_first
+        rows = captured_rows(cfg, window, first)
+        if rows is None:
+            return CheckOutcome(
+                model, "skipped", f"adopting version {version}: {window.n} of {first} predictions"
+            )
+        save_reference(self.store, cfg, f"adopted:{version}", rows, window.labeled)
+        self.store.update_version(model, version, reference_adopted_at=self._clock())
+        get(model, True)  # judged data starts after the new reference
+        log.info("model %s: reference adopted from version %s (%d rows)", model, version, len(rows))
+        self.metrics.batch_checks.labels(model, "captured").inc()
+        return CheckOutcome(
+            model, "captured", f"reference adopted from {len(rows)} predictions of {version}"
+        )
 
     # -- one run ---------------------------------------------------------------
     def run(self, model_name: str, window: Window | None) -> CheckOutcome:
@@ -181,14 +228,19 @@ def _version(window: Window | None) -> str:
     return next(iter(window.versions))
 
 
-def captured_rows(model: ModelConfig, window: Window | None) -> list[Any] | None:
+def captured_rows(
+    model: ModelConfig, window: Window | None, first: int | None = None
+) -> list[Any] | None:
     """The rows of a captured reference once the capture is complete, else None:
-    the first ``capture_first`` predictions, or every prediction with an event
-    time in [capture_from, capture_until) once the stream has passed the end."""
+    the first ``capture_first`` (or ``first``) predictions, or every prediction
+    with an event time in [capture_from, capture_until) once the stream has
+    passed the end."""
     assert model.batch is not None
     ref = model.batch.reference
     if window is None:
         return None
+    if first is not None:
+        return list(window.rows[:first]) if window.n >= first else None
     if ref.capture_first is not None:
         return list(window.rows) if window.n >= ref.capture_first else None
     assert ref.capture_from is not None and ref.capture_until is not None

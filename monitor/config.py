@@ -226,6 +226,26 @@ class BatchConfig(_Node, frozen=True):
     performance_margin: NonNegative = 0.02
 
 
+class VersionsConfig(_Node, frozen=True):
+    """What driftd does when the retraining pipeline reports a new model version
+    (``POST /api/v1/models/{model}/versions``)."""
+
+    # "adopt_reference": the new version becomes active and its first
+    # ``adopt_first`` predictions become the model's reference (needs
+    # [models.batch]); "candidate": it is watched next to the previous one and
+    # rolled back when it does worse.
+    on_new_version: Literal["adopt_reference", "candidate"] = "candidate"
+    adopt_first: PositiveInt = 5000
+    # A candidate is compared with the previous version once it has this many
+    # joined outcomes (one-sided test: z on error rates, Welch t on |errors|).
+    min_outcomes: PositiveInt = 500
+    # Rolled back when its error is worse by more than this, with p < alpha.
+    rollback_margin: NonNegative = 0.0
+    rollback_alpha: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.05
+    # Actions (webhook or command) run by a rollback decision.
+    rollback_actions: list[str] = msgspec.field(default_factory=list)
+
+
 class ModelConfig(_Node, frozen=True):
     name: Name
     task: Literal["classification", "regression"]
@@ -234,8 +254,22 @@ class ModelConfig(_Node, frozen=True):
     score_field: str = "score"
     detectors: list[DetectorSpec] = msgspec.field(default_factory=list)
     batch: BatchConfig | None = None
+    versions: VersionsConfig | None = None
 
     def __post_init__(self) -> None:
+        if (
+            self.versions is not None
+            and self.versions.on_new_version == "adopt_reference"
+            and self.batch is None
+        ):
+            raise ValueError('versions.on_new_version = "adopt_reference" needs [models.batch]')
+        if (
+            self.versions is not None
+            and self.batch is not None
+            and self.versions.on_new_version == "adopt_reference"
+            and self.versions.adopt_first > self.batch.window_max_rows
+        ):
+            raise ValueError("versions.adopt_first cannot exceed batch.window_max_rows")
         if not self.features:
             raise ValueError(f"model {self.name!r} declares no features")
         if self.score_field != "score" and not self.score_field.startswith("probabilities."):
@@ -572,6 +606,13 @@ def _check_references(cfg: DriftdConfig) -> None:
             _check_batch(model, f"models[{mi}].batch")
     models = {m.name for m in cfg.models}
     actions = {a.name for a in cfg.actions}
+    for mi, model in enumerate(cfg.models):
+        for i, n in enumerate(model.versions.rollback_actions if model.versions else []):
+            if n not in actions:
+                raise ConfigError(
+                    f"models[{mi}].versions.rollback_actions[{i}]: unknown action {n!r}; "
+                    f"defined: {', '.join(sorted(actions)) or 'none'}"
+                )
     alerts = {a.name for a in cfg.alerts}
     for ri, rule in enumerate(cfg.rules):
         where = f"rules[{ri}]"

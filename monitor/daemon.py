@@ -16,8 +16,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import partial
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
@@ -26,7 +27,7 @@ from alerts.registry import make_channel
 from connectors.base import Source
 from connectors.registry import make_source
 from monitor.batch import BatchRunner, CheckOutcome
-from monitor.config import DriftdConfig
+from monitor.config import DriftdConfig, VersionsConfig
 from monitor.dispatcher import Dispatcher
 from monitor.http import HttpServer
 from monitor.logs import RateLimitedLog
@@ -38,7 +39,8 @@ from monitor.pipeline import (
     decision_payload,
     iter_signal_rows,
 )
-from monitor.store import Checkpoint, DecisionRow, Store, make_engine
+from monitor.store import Checkpoint, DecisionRow, Store, make_engine, model_versions
+from monitor.versions import ROLLBACK_RULE, compare, rollback_row
 from monitor.windows import Window, merge
 from triggers.base import Deliverer, Signal
 from triggers.registry import make_action, make_rule
@@ -392,6 +394,75 @@ class Daemon:
         ]
         written = self.store.write_batch(out.dead, iter_signal_rows(out.signals), rows)
         self._report(out, written.decisions, written.suppressed, written.silenced, written.resolved)
+        fired = set(written.decisions)
+        for d in out.decisions:
+            if d.severity == "critical" and d.rule != ROLLBACK_RULE and d.idempotency_key in fired:
+                self._critical_rollback(d.model, d.model_version, d.rule, d.idempotency_key)
+
+    # -- new model versions: rollback ------------------------------------------------
+    def _critical_rollback(self, model: str, version: str, rule: str, key: str) -> None:
+        """A critical decision about a candidate version rolls it back."""
+        row = self.store.model_version(model, version)
+        if row is not None and row["status"] == "candidate":
+            self._rollback(row, f"critical rule {rule!r} fired", {"decision_id": key})
+
+    def _check_versions(self) -> None:
+        """Compare each candidate version with the one it replaced, on the
+        error tallies of this process's shards; roll back one that is worse."""
+        c = model_versions.c
+        for row in self.store.rows(model_versions, c.status == "candidate"):
+            model = self.config.model(row["model"])
+            if model is None or row["previous_version"] is None:
+                continue
+            vc = model.versions or VersionsConfig()
+            tallies = self.pipeline.error_tallies(model.name)
+            cand, prev = tallies.get(row["version"]), tallies.get(row["previous_version"])
+            if cand is None or prev is None or min(cand[0], prev[0]) < vc.min_outcomes:
+                continue
+            cmp = compare(model.task, cand, prev, vc.rollback_margin, vc.rollback_alpha)
+            if cmp.worse:
+                detail = {**asdict(cmp), "n_candidate": cand[0], "n_previous": prev[0]}
+                detail |= {"margin": vc.rollback_margin, "alpha": vc.rollback_alpha}
+                self._rollback(row, "worse than the previous version", detail)
+
+    def _rollback(self, row: dict[str, Any], reason: str, detail: dict[str, Any]) -> None:
+        model, version = row["model"], row["version"]
+        cfg = self.config.model(model)
+        vc = (cfg.versions if cfg is not None else None) or VersionsConfig()
+        dec = rollback_row(
+            model,
+            version,
+            row["previous_version"],
+            list(vc.rollback_actions),
+            self._clock(),
+            reason,
+            detail,
+        )
+        written = self.store.write_batch(decs=[dec])
+        self.store.update_version(
+            model, version, status="rolled_back", rollback_key=dec.idempotency_key
+        )
+        outcome = "replayed"  # stored before (a restart): nothing new
+        for name, keys in (
+            ("fired", written.decisions),
+            ("silenced", written.silenced),
+            ("suppressed", written.suppressed),
+        ):
+            if keys:
+                outcome = name
+        self.metrics.decisions.labels(ROLLBACK_RULE, model, outcome).inc()
+        log.warning(
+            "decision %s: rollback of %s %s (to %s): %s; actions: %s",
+            dec.idempotency_key,
+            model,
+            version,
+            row["previous_version"],
+            reason,
+            ", ".join(vc.rollback_actions) or "none",
+            extra={"decision": dec.idempotency_key, "model": model, "rule": ROLLBACK_RULE},
+        )
+        if written.decisions:
+            self.dispatcher.wake()
 
     def _report(
         self,
@@ -501,6 +572,8 @@ class Daemon:
                 for partition, value in lag().items():
                     self.metrics.consumer_lag.labels(st.source.name, partition).set(value)
         self._export_join_stats()
+        if only is None:
+            self._check_versions()
         self.metrics.checkpoint_seconds.observe(time.perf_counter() - t0)
         self.metrics.last_checkpoint.set(self._clock())
 

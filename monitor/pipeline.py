@@ -54,11 +54,27 @@ Slot = tuple[str, str, int, StreamDetector]
 class VersionState:
     """Detectors of one model version in one shard."""
 
-    __slots__ = ("_fns", "categorical", "error", "n", "n_outcomes", "numeric", "score")
+    __slots__ = (
+        "_fns",
+        "categorical",
+        "err_n",
+        "err_sq",
+        "err_sum",
+        "error",
+        "n",
+        "n_outcomes",
+        "numeric",
+        "score",
+    )
 
     def __init__(self, model: ModelConfig, schema: ModelSchema) -> None:
         self.n = 0  # predictions seen
         self.n_outcomes = 0  # joined outcomes seen
+        # Per-event errors of the joined outcomes (0/1, or |prediction - label|):
+        # count, sum and sum of squares, for comparing versions (rollback).
+        self.err_n = 0
+        self.err_sum = 0.0
+        self.err_sq = 0.0
         self.numeric: list[list[Slot]] = [[] for _ in schema.numeric]
         self.categorical: list[list[Slot]] = [[] for _ in schema.categorical]
         self.score: list[Slot] = []
@@ -78,10 +94,20 @@ class VersionState:
         )
 
     def __getstate__(self) -> tuple[Any, ...]:
-        return (self.n, self.n_outcomes, self.numeric, self.categorical, self.score, self.error)
+        return (
+            self.n,
+            self.n_outcomes,
+            self.numeric,
+            self.categorical,
+            self.score,
+            self.error,
+            (self.err_n, self.err_sum, self.err_sq),
+        )
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.n, self.n_outcomes, self.numeric, self.categorical, self.score, self.error = state
+        self.n, self.n_outcomes, self.numeric, self.categorical, self.score, self.error = state[:6]
+        # Checkpoints written before the error tallies existed have 6 fields.
+        self.err_n, self.err_sum, self.err_sq = state[6] if len(state) > 6 else (0, 0.0, 0.0)
         self._bind()
 
     def _targets(
@@ -339,6 +365,9 @@ class Pipeline:
             err = schema.error(prediction, label)
         except InvalidEvent:
             return  # the outcome was validated on arrival; the prediction's type is the mismatch
+        vs.err_n += 1
+        vs.err_sum += err
+        vs.err_sq += err * err
         for update, slot in vs._fns[3][0]:
             if update(err):
                 # Positioned at the prediction whose outcome tripped it, so
@@ -361,6 +390,16 @@ class Pipeline:
         for s in self.shards.values():
             total.update(s.join.stats.as_dict())
         return dict(total)
+
+    def error_tallies(self, model: str) -> dict[str, tuple[int, float, float]]:
+        """Per version of ``model``: joined outcomes, error sum and sum of
+        squares, merged across this process's shards."""
+        out: dict[str, tuple[int, float, float]] = {}
+        for s in self.shards.values():
+            for version, vs in s.versions.get(model, {}).items():
+                n, total, sq = out.get(version, (0, 0.0, 0.0))
+                out[version] = (n + vs.err_n, total + vs.err_sum, sq + vs.err_sq)
+        return out
 
     def totals(self) -> dict[str, int]:
         total: Counter[str] = Counter()

@@ -218,6 +218,26 @@ acknowledgements = Table(
     Column("acknowledged_at", Float, nullable=False),
 )
 
+# Model versions reported by the retraining pipeline (POST .../versions): one
+# row per (model, version); "candidate" versions are watched against the
+# previous one and rolled back when they do worse.
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(128), nullable=False),
+    Column("version", String(128), nullable=False),
+    Column("previous_version", String(128)),
+    Column("decision_key", String(128)),  # the decision that asked for the retrain
+    Column("status", String(16), nullable=False),  # candidate, active, rolled_back
+    Column("note", Text),
+    Column("reported_at", Float, nullable=False),
+    # adopt_reference: when the new version's reference was captured (None: pending).
+    Column("reference_adopted_at", Float),
+    Column("rollback_key", String(128)),  # the rollback decision, once rolled back
+    UniqueConstraint("model", "version", name="uq_model_version"),
+)
+
 checkpoints = Table(
     "checkpoints",
     metadata,
@@ -699,6 +719,66 @@ class Store:
             if rows:
                 conn.execute(insert(batch_results), rows)
             return check_id
+
+    # -- model versions ------------------------------------------------------------
+    def report_version(
+        self,
+        model: str,
+        version: str,
+        status: str,
+        decision_key: str | None = None,
+        note: str | None = None,
+        fallback_previous: str | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """Record a new version of ``model`` (its previous version: the newest
+        active one, else ``fallback_previous``). Idempotent per (model, version):
+        returns the stored row and whether it was stored before. The first
+        version reported with no previous one is active whatever ``status`` says."""
+        c = model_versions.c
+        with self.engine.begin() as conn:
+            seen = conn.execute(
+                select(model_versions).where(c.model == model, c.version == version)
+            ).first()
+            if seen is not None:
+                return dict(seen._mapping), True
+            last = conn.execute(
+                select(c.version)
+                .where(c.model == model, c.status == "active")
+                .order_by(c.id.desc())
+                .limit(1)
+            ).scalar()
+            previous = last if last is not None else fallback_previous
+            if previous == version:
+                previous = None
+            conn.execute(
+                self._insert_ignore(model_versions).values(
+                    model=model,
+                    version=version,
+                    previous_version=previous,
+                    decision_key=decision_key,
+                    status=status if previous is not None else "active",
+                    note=note,
+                    reported_at=self._clock(),
+                )
+            )
+            row = conn.execute(
+                select(model_versions).where(c.model == model, c.version == version)
+            ).one()
+        return dict(row._mapping), False
+
+    def model_version(self, model: str, version: str) -> dict[str, Any] | None:
+        c = model_versions.c
+        found = self.rows(model_versions, c.model == model, c.version == version)
+        return found[0] if found else None
+
+    def update_version(self, model: str, version: str, **values: Any) -> None:
+        c = model_versions.c
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(model_versions)
+                .where(c.model == model, c.version == version)
+                .values(**values)
+            )
 
     # -- silences and acknowledgements -------------------------------------------
     def add_silence(

@@ -299,7 +299,7 @@ def test_openapi_lists_every_path(client: Client) -> None:
     assert set(doc["paths"]) == {
         "/api/v1/status", "/api/v1/decisions", "/api/v1/decisions/{key}/ack", "/api/v1/actions",
         "/api/v1/silences", "/api/v1/silences/{id}", "/api/v1/retrain", "/openapi.json",
-        "/metrics", "/healthz", "/readyz",
+        "/api/v1/models/{model}/versions", "/metrics", "/healthz", "/readyz",
     }  # fmt: skip
     assert set(doc["paths"]["/api/v1/silences"]) == {"get", "post"}
     assert doc["paths"]["/api/v1/retrain"]["post"]["security"] == [{"bearer": []}]

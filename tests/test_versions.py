@@ -1,0 +1,259 @@
+"""New model versions: reported through the API, adopted as the reference, or
+watched as candidates and rolled back (statistical test or a critical rule)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from connectors.base import OUTCOMES, PREDICTIONS, Record
+from monitor.api import Api
+from monitor.config import DriftdConfig, parse_config
+from monitor.daemon import Daemon
+from monitor.store import Store, decisions, make_engine, model_versions, reference_profiles
+from monitor.versions import compare
+from tests.helpers import Receiver, start_receiver
+
+TOKEN = "t0ken-for-tests-only"
+ENV = {"DRIFTD_TEST_API_TOKEN": TOKEN, "DRIFTD_TEST_KEY": "signing-key"}
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+T0 = 1767225600.0
+
+
+def config(tmp_path: Path, url: str, **over: Any) -> DriftdConfig:
+    model: dict[str, Any] = {
+        "name": "m",
+        "task": "classification",
+        "features": {"x": "numeric"},
+        "versions": {"min_outcomes": 500, "rollback_margin": 0.02, "rollback_actions": ["rb"]},
+    }
+    model.update(over.pop("model", {}))
+    raw: dict[str, Any] = {
+        "storage": {"url": f"sqlite:///{tmp_path / 'd.db'}"},
+        "http": {"bind": "127.0.0.1:0", "api_token": "${DRIFTD_TEST_API_TOKEN}"},
+        "sources": [
+            {
+                "type": "file",
+                "name": "f",
+                "predictions": str(tmp_path / "p.jsonl"),
+                "outcomes": str(tmp_path / "o.jsonl"),
+            }
+        ],
+        "models": [model],
+        "actions": [
+            {
+                "type": "webhook",
+                "name": "rb",
+                "url": url,
+                "signing_key": "${DRIFTD_TEST_KEY}",
+                "backoff_seconds": 0.1,
+            }
+        ],
+        **over,
+    }
+    return parse_config(raw, environ=ENV)
+
+
+Events = tuple[list[dict[str, Any]], list[dict[str, Any]]]
+
+
+def events(
+    version: str, n: int, error_every: tuple[int, int], start: int, shift_at: int = -1
+) -> Events:
+    """``n`` predictions of ``version`` (x jumps by 10 from ``shift_at`` on),
+    ``error_every[0]`` of each ``error_every[1]`` wrong."""
+    preds: list[dict[str, Any]] = []
+    outs: list[dict[str, Any]] = []
+    for i in range(n):
+        k = start + i
+        x = (i % 7) * 0.1 + (10.0 if 0 <= shift_at <= i else 0.0)
+        wrong = i % error_every[1] < error_every[0]
+        ts = T0 + k
+        pid = f"p{k}"
+        preds.append(
+            {
+                "model": "m",
+                "model_version": version,
+                "prediction_id": pid,
+                "timestamp": ts,
+                "features": {"x": x},
+                "prediction": "a",
+            }
+        )
+        label = "b" if wrong else "a"
+        outs.append({"model": "m", "prediction_id": pid, "timestamp": ts + 0.5, "label": label})
+    return preds, outs
+
+
+def write(tmp_path: Path, *parts: Events) -> None:
+    for name, idx in (("p.jsonl", 0), ("o.jsonl", 1)):
+        with open(tmp_path / name, "w") as f:
+            for part in parts:
+                for e in part[idx]:
+                    f.write(json.dumps(e) + "\n")
+
+
+def report(api: Api, version: str, headers: dict[str, str] = AUTH, model: str = "m") -> Any:
+    body = json.dumps({"version": version, "note": "retrained"}).encode()
+    status, _, out = api.handle("POST", f"/api/v1/models/{model}/versions", {}, headers, body)
+    return status, json.loads(out)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    rec, server = start_receiver()
+    yield rec
+    server.shutdown()
+
+
+def run(cfg: DriftdConfig) -> Store:
+    daemon = Daemon(cfg, registry=CollectorRegistry())
+    daemon.run(serve_http=False)
+    return Store(make_engine(cfg.storage.url))
+
+
+def api_for(cfg: DriftdConfig) -> Api:
+    store = Store(make_engine(cfg.storage.url))
+    store.create_schema()
+    return Api(store, cfg)
+
+
+def test_report_version_needs_token_404s_unknown_model_and_is_idempotent(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    api = api_for(config(tmp_path, receiver.url))
+    status, out = report(api, "v1", headers={})
+    assert status == 401
+    status, out = report(api, "v1", headers={"authorization": "Bearer wrong"})
+    assert status == 401
+    assert report(api, "v1", model="nope")[0] == 404
+    status, out = report(api, "v1")
+    assert status == 201 and out["status"] == "active" and out["previous_version"] is None
+    status, out = report(api, "v2")
+    assert (status, out["status"], out["previous_version"]) == (201, "candidate", "v1")
+    assert not out["replayed"]
+    status, again = report(api, "v2")
+    assert status == 201 and again["replayed"] and again["reported_at"] == out["reported_at"]
+    assert len(api._store.rows(model_versions)) == 2
+    assert "/api/v1/models/{model}/versions" in api.openapi()["paths"]
+
+
+@pytest.mark.parametrize("v2_errors, fires", [((3, 10), True), ((1, 10), False)])
+def test_rollback_when_the_candidate_is_worse_once(
+    tmp_path: Path, receiver: Receiver, v2_errors: tuple[int, int], fires: bool
+) -> None:
+    cfg = config(tmp_path, receiver.url)
+    write(tmp_path, events("v1", 2000, (1, 10), 0), events("v2", 2000, v2_errors, 2000))
+    api = api_for(cfg)
+    report(api, "v1")
+    report(api, "v2")
+    store = run(cfg)
+    rollbacks = store.rows(decisions, decisions.c.rule == "rollback")
+    (row,) = store.rows(model_versions, model_versions.c.version == "v2")
+    if not fires:
+        assert rollbacks == [] and row["status"] == "candidate"
+        assert receiver.wait_for(1, timeout=0.5) == []
+        return
+    assert len(rollbacks) == 1 and rollbacks[0]["severity"] == "critical"
+    assert row["status"] == "rolled_back" and row["rollback_key"] == rollbacks[0]["idempotency_key"]
+    (sent,) = receiver.wait_for(1)
+    body: Any = sent.json()
+    assert body["rule"] == "rollback" and body["model_version"] == "v2"
+    assert body["rollback"]["to_version"] == "v1" and body["rollback"]["p_value"] < 0.05
+    assert sent.headers["Idempotency-Key"] == rollbacks[0]["idempotency_key"]
+    # A restart (nothing new to read) decides and sends nothing more.
+    store = run(cfg)
+    assert len(store.rows(decisions, decisions.c.rule == "rollback")) == 1
+    assert len(receiver.wait_for(2, timeout=1.0)) == 1
+
+
+def test_critical_rule_on_a_candidate_rolls_it_back(tmp_path: Path, receiver: Receiver) -> None:
+    cfg = config(
+        tmp_path,
+        receiver.url,
+        model={"detectors": [{"type": "adwin", "on": ["feature:x"]}]},
+        rules=[{"name": "crit", "model": "m", "severity": "critical", "detectors": ["adwin"]}],
+    )
+    write(tmp_path, events("v1", 1500, (1, 10), 0), events("v2", 1500, (1, 10), 1500, 700))
+    api = api_for(cfg)
+    report(api, "v1")
+    report(api, "v2")
+    store = run(cfg)
+    fired = store.rows(decisions, decisions.c.outcome == "fired")
+    assert {d["rule"] for d in fired} == {"crit", "rollback"}
+    (rb,) = [d for d in fired if d["rule"] == "rollback"]
+    assert "critical rule 'crit'" in rb["payload"]["rollback"]["reason"]
+    assert store.rows(model_versions, model_versions.c.version == "v2")[0]["status"] == (
+        "rolled_back"
+    )
+    assert len(receiver.wait_for(1)) == 1
+
+
+def test_adopt_reference_from_the_new_versions_first_events(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    batch = {"reference": {"capture_first": 200}, "min_rows": 100}
+    versions = {"on_new_version": "adopt_reference", "adopt_first": 300}
+    cfg = config(tmp_path, receiver.url, model={"batch": batch, "versions": versions})
+    api = api_for(cfg)
+    daemon = Daemon(cfg, registry=CollectorRegistry(), sources=[])
+    offset = 0
+
+    def feed(version: str, n: int, start: int) -> None:
+        nonlocal offset
+        preds, outs = events(version, n, (1, 10), start)
+        recs = []
+        for p, o in zip(preds, outs, strict=True):
+            recs.append(Record(PREDICTIONS, json.dumps(p).encode(), "p", offset))
+            recs.append(Record(OUTCOMES, json.dumps(o).encode(), "o", offset))
+            offset += 1
+        daemon._write(daemon.pipeline.process(recs, "mem"))
+
+    def check() -> str:
+        return daemon.batch.run_scheduled("m", take=daemon._take_window).status
+
+    report(api, "v1")
+    feed("v1", 400, 0)
+    assert check() == "captured"  # the configured capture: the first reference
+    assert report(api, "v2")[1]["status"] == "active"  # adopt mode: active at once
+    feed("v1", 100, 400)
+    feed("v2", 150, 500)
+    assert check() in ("ok", "failed")  # mixed versions: judged and closed as usual
+    feed("v2", 200, 650)
+    assert check() == "skipped"  # only v2, but fewer than adopt_first
+    feed("v2", 200, 850)
+    assert check() == "captured"
+    refs = daemon.store.rows(reference_profiles, reference_profiles.c.segment == "")
+    assert [r["source"] for r in refs] == ["captured", "adopted:v2"]
+    assert refs[-1]["n_rows"] == 300
+    assert daemon.store.load_reference("m")["source"] == "adopted:v2"  # type: ignore[index]
+    (v2,) = daemon.store.rows(model_versions, model_versions.c.version == "v2")
+    assert v2["reference_adopted_at"] is not None
+    feed("v2", 200, 1050)
+    assert check() in ("ok", "failed", "skipped")  # no second adoption
+    assert len(daemon.store.rows(reference_profiles, reference_profiles.c.segment == "")) == 2
+    daemon.close()
+
+
+def test_compare_regression_welch_and_classification_z() -> None:
+    # |errors| of mean 1 vs mean 2, both with variance ~1, 1000 each.
+    prev = (1000, 1000.0, 2000.0)
+    cand = (1000, 2000.0, 5000.0)
+    assert compare("regression", cand, prev, 0.1, 0.05).worse
+    assert not compare("regression", prev, cand, 0.1, 0.05).worse
+    same = compare("classification", (1000, 100.0, 100.0), (1000, 100.0, 100.0), 0.0, 0.05)
+    assert not same.worse and same.p_value == pytest.approx(0.5)
+
+
+def test_versions_config_is_validated(tmp_path: Path) -> None:
+    from monitor.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"needs \[models\.batch\]"):
+        config(tmp_path, "http://x", model={"versions": {"on_new_version": "adopt_reference"}})
+    with pytest.raises(ConfigError, match=r"rollback_actions\[0\]: unknown action 'nope'"):
+        config(tmp_path, "http://x", model={"versions": {"rollback_actions": ["nope"]}})
