@@ -260,8 +260,8 @@ def save_reference(
     store.save_reference(
         model.name, "", source, len(rows), profile, perf, multivariate=fit_multivariate(model, rows)
     )
-    for key, seg_profile in segments.items():
-        store.save_reference(model.name, "", source, 0, seg_profile, {}, segment=key)
+    for key, (seg_profile, seg_perf) in segments.items():
+        store.save_reference(model.name, "", source, 0, seg_profile, seg_perf, segment=key)
     return perf
 
 

@@ -17,32 +17,28 @@ log = logging.getLogger("driftd.batch")
 
 
 def segments(model: ModelConfig, window: Window) -> list[tuple[str, Window]]:
-    """The whole window, then one sub-window per segment (see ``segment_rows``).
-
-    A segment's counts come from the sample (the exact counts are kept for
-    the whole window only)."""
+    """The whole window, then one sub-window per segment (see ``segment_rows``),
+    with the segment's joined outcomes. A segment's counts come from the
+    sample (the exact counts are kept for the whole window only)."""
     out = [("", window)]
-    for key, rows in sorted(segment_rows(model, window.rows).items()):
+    groups = segment_rows(model, window.rows, window.labeled)
+    for key, (rows, labeled) in sorted(groups.items()):
         width = len(model.features)
         missing = [sum(1 for r in rows if (*r[0], *r[1])[i] is None) for i in range(width)]
-        out.append(
-            (
-                key,
-                Window(
-                    model.name,
-                    rows,
-                    [],
-                    len(rows),
-                    0,
-                    missing,
-                    0,
-                    0,
-                    set(window.versions),
-                    window.first_time,
-                    window.last_time,
-                ),
-            )
+        sub = Window(
+            model.name,
+            rows,
+            labeled,
+            len(rows),
+            len(labeled),
+            missing,
+            0,
+            0,
+            set(window.versions),
+            window.first_time,
+            window.last_time,
         )
+        out.append((key, sub))
     return out
 
 
@@ -63,6 +59,7 @@ def evaluate(
     all_results: list[tuple[str, int, list[dict[str, Any]]]] = []
     for segment, win in segments(model, window):
         seg_profile = profile
+        seg_ref: dict[str, Any] | None = None
         if segment:
             seg_ref = runner.store.load_reference(
                 model.name, version if version != "*" else "", segment
@@ -98,8 +95,8 @@ def evaluate(
         share = sum(r["failed"] for r in drift_rows) / len(drift_rows) if drift_rows else 0.0
         m.batch_drifted_share.labels(model.name, segment).set(share)
         results += quality_results(model, win, seg_profile, m, segment)
-        if not segment:
-            results += performance_results(model, window, ref.get("performance") or {}, m)
+        baseline = (ref if not segment else seg_ref or {}).get("performance") or {}
+        results += performance_results(model, win, baseline, m, segment)
         all_results.append((segment, win.n, results))
     failed = [(seg, r) for seg, _, rs in all_results for r in rs if r["failed"]]
     report = _report(runner, model, window, ref) if failed and batch.report_dir else None

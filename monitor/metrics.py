@@ -153,8 +153,8 @@ class Metrics:
         self.performance = Gauge(
             "driftd_performance",
             "Last model performance per metric: realized (labels) or estimated (scores), "
-            "with its confidence bounds.",
-            ["model", "metric", "kind", "bound"],
+            "with its confidence bounds, per segment ('' = whole window).",
+            ["model", "metric", "kind", "bound", "segment"],
             registry=registry,
         )
         self.source_exhausted = Gauge(

@@ -31,7 +31,7 @@ def performance_summary(
 
     if len(labeled) < MIN_LABELED:
         return {}
-    metrics = realized_metrics(labeled, task, positive=positive_class)  # type: ignore[arg-type]
+    metrics = realized_metrics([r[:4] for r in labeled], task, positive=positive_class)  # type: ignore[arg-type]
     out: dict[str, Any] = {
         "metrics": {name: mv.value for name, mv in metrics.items()},
         "n": len(labeled),
@@ -46,7 +46,11 @@ def performance_summary(
 
 
 def performance_results(
-    model: ModelConfig, window: Window, baseline: dict[str, Any], metrics: Metrics
+    model: ModelConfig,
+    window: Window,
+    baseline: dict[str, Any],
+    metrics: Metrics,
+    segment: str = "",
 ) -> list[dict[str, Any]]:
     from detectors.performance import (
         Calibration,
@@ -60,11 +64,16 @@ def performance_results(
     out: list[dict[str, Any]] = []
     realized: dict[str, Any] = {}
     if len(window.labeled) >= MIN_LABELED:
-        realized = realized_metrics(list(window.labeled), model.task, positive=_positive(model))
+        realized = realized_metrics(
+            [r[:4] for r in window.labeled],
+            model.task,
+            positive=_positive(model),
+        )
         for name, mv in realized.items():
             out.append(
                 _result(
                     model,
+                    segment,
                     "realized",
                     name,
                     mv,
@@ -81,7 +90,15 @@ def performance_results(
         estimated = estimate_performance(scores, calibration=cal)
         for name, mv in estimated.items():
             row = _result(
-                model, "estimated", name, mv, base.get(name), margin, metrics, compare_to_baseline
+                model,
+                segment,
+                "estimated",
+                name,
+                mv,
+                base.get(name),
+                margin,
+                metrics,
+                compare_to_baseline,
             )
             if name in realized:  # how the estimate compares once labels arrived
                 row["detail"]["realized"] = realized[name].value
@@ -91,6 +108,7 @@ def performance_results(
 
 def _result(
     model: ModelConfig,
+    segment: str,
     kind: str,
     name: str,
     mv: Any,
@@ -100,7 +118,7 @@ def _result(
     compare: Any,
 ) -> dict[str, Any]:
     for bound, value in (("value", mv.value), ("lower", mv.lower), ("upper", mv.upper)):
-        metrics.performance.labels(model.name, name, kind, bound).set(value)
+        metrics.performance.labels(model.name, name, kind, bound, segment).set(value)
     degraded = baseline is not None and bool(compare(mv, baseline, margin=margin))
     return {
         "kind": "performance",

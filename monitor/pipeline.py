@@ -135,6 +135,7 @@ class Waiting:
     prediction: float | str | bool
     position: int  # the prediction's position among its version's events
     score: float | None = None
+    segment: str | None = None  # the batch segment_by feature's value
 
 
 @dataclass
@@ -170,6 +171,12 @@ class Pipeline:
         self.shards: dict[tuple[str, int], ShardState] = {}
         self._max_versions = config.runtime.max_versions_per_model
         self._source = ""
+        # Where each model's batch segment_by value sits among its categorical values.
+        self._segment_index = {
+            m.name: m.categorical_features().index(m.batch.segment_by)
+            for m in config.models
+            if m.batch is not None and m.batch.segment_by is not None
+        }
         # Newest event time per (shard, model) in the batch being processed.
         self._latest: dict[tuple[tuple[str, int], str], float] = {}
 
@@ -307,12 +314,23 @@ class Pipeline:
             state.windows.add(
                 model.name, version, ev.prediction_id, numeric, categorical, score, ts, unexpected
             )
+        segment_at = self._segment_index.get(model.name)
+        segment = categorical[segment_at] if segment_at is not None else None
         waiting = state.join.add_prediction(
-            (model.name, ev.prediction_id), ts, Waiting(version, ev.prediction, n, score)
+            (model.name, ev.prediction_id), ts, Waiting(version, ev.prediction, n, score, segment)
         )
         if waiting is not None:
             self._joined(
-                state, schema, version, ev.prediction, n, waiting[1], waiting[0], out, score
+                state,
+                schema,
+                version,
+                ev.prediction,
+                n,
+                waiting[1],
+                waiting[0],
+                out,
+                score,
+                segment,
             )
 
     def _outcome(self, rec: Record, out: BatchOutput) -> None:
@@ -341,6 +359,7 @@ class Pipeline:
                 ts,
                 out,
                 pred.score,
+                pred.segment,
             )
 
     def _joined(
@@ -354,6 +373,7 @@ class Pipeline:
         ts: float,
         out: BatchOutput,
         score: float | None = None,
+        segment: str | None = None,
     ) -> None:
         model = schema.config
         versions = state.versions.get(model.name)
@@ -376,7 +396,9 @@ class Pipeline:
         if vs.error:
             out.counts[("updates", model.name)] += len(vs.error)
         if state.windows is not None and model.batch is not None:
-            state.windows.add_labeled(model.name, prediction, label, score, ts, len(model.features))
+            state.windows.add_labeled(
+                model.name, prediction, label, score, ts, len(model.features), segment
+            )
         out.counts[("joined", model.name)] += 1
 
     # -- views ------------------------------------------------------------------

@@ -71,7 +71,8 @@ def _from_file(model: ModelConfig, ref: ReferenceConfig) -> ReferenceData:
     assert ref.path is not None
     schema = ModelSchema(model)
     data = ReferenceData(source=f"file:{ref.path}")
-    predictions: dict[Any, tuple[Any, float | None]] = {}
+    predictions: dict[Any, tuple[Any, float | None, str | None]] = {}
+    seg_at = _segment_index(model)
     for _, value in reader_for(ref.path, ref.format).read(0):
         try:
             ev = decode("predictions", value)
@@ -84,7 +85,8 @@ def _from_file(model: ModelConfig, ref: ReferenceConfig) -> ReferenceData:
             continue
         data.rows.append((tuple(numeric), tuple(categorical), score, 0.0))
         if ref.outcomes is not None:
-            predictions[ev.prediction_id] = (ev.prediction, score)
+            seg = categorical[seg_at] if seg_at is not None else None
+            predictions[ev.prediction_id] = (ev.prediction, score, seg)
     if ref.outcomes is not None:
         for _, value in reader_for(ref.outcomes, ref.format).read(0):
             try:
@@ -94,7 +96,7 @@ def _from_file(model: ModelConfig, ref: ReferenceConfig) -> ReferenceData:
                 continue
             hit = predictions.get(out.prediction_id)
             if hit is not None and out.model == model.name:
-                data.labeled.append((hit[0], out.label, hit[1], 0.0))  # type: ignore[union-attr]
+                data.labeled.append((hit[0], out.label, hit[1], 0.0, hit[2]))  # type: ignore[union-attr]
     return data
 
 
@@ -140,24 +142,48 @@ def _row_values(model: ModelConfig, row: Mapping[str, Any]) -> tuple[Row, Labele
     score = float(score) if isinstance(score, int | float) and math.isfinite(score) else None
     labeled = None
     if row.get("label") is not None and row.get("prediction") is not None:
-        labeled = (row["prediction"], row["label"], score, 0.0)
+        seg_at = _segment_index(model)
+        labeled = (
+            row["prediction"],
+            row["label"],
+            score,
+            0.0,
+            None if seg_at is None else categorical[seg_at],
+        )
     return (tuple(numeric), tuple(categorical), score, 0.0), labeled
 
 
-def segment_rows(model: ModelConfig, rows: Sequence[Row]) -> dict[str, list[Row]]:
-    """Rows grouped by the ``segment_by`` feature: the most frequent values,
-    the rest as ``__other__``; keys read ``feature=value``."""
-    from collections import Counter
-
+def _segment_index(model: ModelConfig) -> int | None:
     batch = model.batch
     if batch is None or batch.segment_by is None:
+        return None
+    return model.categorical_features().index(batch.segment_by)
+
+
+def segment_key(model: ModelConfig, value: str | None, top: set[Any]) -> str:
+    assert model.batch is not None
+    return f"{model.batch.segment_by}={value if value in top else OTHER}"
+
+
+def segment_rows(
+    model: ModelConfig, rows: Sequence[Row], labeled: Sequence[Labeled] = ()
+) -> dict[str, tuple[list[Row], list[Labeled]]]:
+    """Rows (and joined outcomes) grouped by the ``segment_by`` feature: the
+    most frequent values, the rest as ``__other__``; keys read ``feature=value``."""
+    from collections import Counter
+
+    index = _segment_index(model)
+    if index is None:
         return {}
-    index = model.categorical_features().index(batch.segment_by)
-    top = {v for v, _ in Counter(r[1][index] for r in rows).most_common(batch.max_segments)}
-    groups: dict[str, list[Row]] = {}
+    assert model.batch is not None
+    top = {v for v, _ in Counter(r[1][index] for r in rows).most_common(model.batch.max_segments)}
+    groups: dict[str, tuple[list[Row], list[Labeled]]] = {}
     for r in rows:
-        value = r[1][index]
-        groups.setdefault(f"{batch.segment_by}={value if value in top else OTHER}", []).append(r)
+        groups.setdefault(segment_key(model, r[1][index], top), ([], []))[0].append(r)
+    for lab in labeled:
+        key = segment_key(model, lab[4], top)
+        if key in groups:
+            groups[key][1].append(lab)
     return groups
 
 
@@ -203,26 +229,27 @@ def multivariate_result(
 
 def build_reference(
     model: ModelConfig, rows: Sequence[Row], labeled: Iterable[Labeled]
-) -> tuple[bytes, dict[str, Any], dict[str, bytes]]:
+) -> tuple[bytes, dict[str, Any], dict[str, tuple[bytes, dict[str, Any]]]]:
     """The stored form of a reference: the encoded profile, the performance
-    baseline, and one profile per segment (without the segment column)."""
+    baseline, and per segment its profile (without the segment column) and
+    performance baseline."""
     from detectors.batch import build_profile, encode_profile
     from monitor.performance_view import performance_summary
 
     if not rows:
         raise ValueError(f"model {model.name!r}: the reference has no valid rows")
+    joined = list(labeled)
     cols = columns(model, rows)
     types = column_types(model, "score" in cols)
     profile = build_profile(cols, types)
     batch = model.batch
     positive = batch.positive_class if batch is not None else None
-    segments: dict[str, bytes] = {}
-    for key, group in segment_rows(model, rows).items():
+    segments: dict[str, tuple[bytes, dict[str, Any]]] = {}
+    for key, (group, group_labeled) in segment_rows(model, rows, joined).items():
         seg_cols = columns(model, group)
         seg_types = {c: t for c, t in types.items() if c in seg_cols and c != key.split("=", 1)[0]}
-        segments[key] = encode_profile(build_profile(seg_cols, seg_types))
-    return (
-        encode_profile(profile),
-        performance_summary(model.task, list(labeled), positive),
-        segments,
-    )
+        segments[key] = (
+            encode_profile(build_profile(seg_cols, seg_types)),
+            performance_summary(model.task, group_labeled, positive),
+        )
+    return encode_profile(profile), performance_summary(model.task, joined, positive), segments

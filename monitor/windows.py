@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 Row = tuple[tuple[float | None, ...], tuple[str | None, ...], float | None, float]
-Labeled = tuple[Any, Any, float | None, float]  # prediction, label, score, event time
+# prediction, label, score, event time, segment (the segment_by feature's value)
+Labeled = tuple[Any, Any, float | None, float, str | None]
 
 
 @dataclass
@@ -111,10 +112,11 @@ class WindowBuffer:
         score: float | None,
         ts: float,
         n_features: int,
+        segment: str | None = None,
     ) -> None:
         w = self._window(model, n_features)
         w.n_labeled += 1
-        self._sample(w.labeled, (prediction, label, score, ts), w.n_labeled)
+        self._sample(w.labeled, (prediction, label, score, ts, segment), w.n_labeled)
 
     def _sample(self, sample: list[Any], item: Any, seen: int) -> None:
         if self.sliding or len(sample) < self.max_rows:

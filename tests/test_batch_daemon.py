@@ -67,10 +67,26 @@ def test_end_of_replay_check_stores_results_gauges_report_and_signals(tmp_path: 
     assert (
         registry.get_sample_value(
             "driftd_performance",
-            {"model": "credit-risk", "metric": "accuracy", "kind": "realized", "bound": "value"},
+            {
+                "model": "credit-risk",
+                "metric": "accuracy",
+                "kind": "realized",
+                "bound": "value",
+                "segment": "",
+            },
         )
         == perf["accuracy"]["statistic"]
     )
+    # performance per segment, against the segment's own baseline
+    (web,) = store.rows(batch_checks, batch_checks.c.segment == "channel=web")
+    web_perf = {
+        r["name"]: r
+        for r in store.rows(batch_results, batch_results.c.check_id == web["id"])
+        if r["kind"] == "performance"
+    }
+    assert web_perf["accuracy"]["detail"]["n"] > 1000
+    assert web_perf["accuracy"]["threshold"] is not None  # the web segment's baseline
+    assert web_perf["accuracy"]["threshold"] != perf["accuracy"]["threshold"]
     # signals feed the rules; the cooldown holds the second decision back
     batch_sigs = [
         s for s in store.rows(signals) if s["detector"].startswith(("drift:", "performance:"))
