@@ -234,8 +234,13 @@ class ConfluentBackend(ConsumerBackend):
         if self._in_assign:
             self._pending_pause.update(partitions)
             return
-        if partitions:
-            self._consumer.pause([self._ck.TopicPartition(t, p) for t, p in partitions])
+        # librdkafka forgets the fetch start of a partition that has delivered
+        # nothing yet when it is paused, and looks it up again on resume: under
+        # repeated backpressure such a partition never starts. Leave it fetching
+        # (its prefetch stays bounded by queued.max.messages.kbytes).
+        started = [tp for tp in partitions if self.position(*tp) is not None]
+        if started:
+            self._consumer.pause([self._ck.TopicPartition(t, p) for t, p in started])
 
     def resume(self, partitions: Collection[TopicPartition]) -> None:
         if self._in_assign:

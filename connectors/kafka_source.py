@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 from connectors.base import OUTCOMES, PREDICTIONS, RebalanceListener, Record, Source
+from connectors.file_replay import event_time
 from connectors.kafka_backend import BackendError, ConsumerBackend, ProducerBackend, TopicPartition
 
 log = logging.getLogger("driftd.kafka")
@@ -153,6 +155,8 @@ class KafkaSource(Source):
         backend_factory: Callable[[], ConsumerBackend] | None = None,
         dead_letters: DeadLetterProducer | None = None,
         name: str = "kafka",
+        max_merge_wait_seconds: float = 5.0,
+        max_buffered_per_partition: int = 20_000,
     ) -> None:
         if predictions_topic == outcomes_topic:
             raise ValueError("predictions and outcomes need distinct topics")
@@ -170,7 +174,14 @@ class KafkaSource(Source):
         self._held: set[TopicPartition] = set()
         self._next: dict[TopicPartition, int] = {}  # next offset to hand out
         self._acked: dict[TopicPartition, int] = {}  # last committed position
-        self._paused = False
+        self._paused = False  # backpressure engaged
+        # Event-time merge of each shard's two partitions (see _release): what
+        # was fetched and not handed out yet, as (event time, stream order, record).
+        self._buf: dict[TopicPartition, deque[tuple[float, int, Record]]] = {}
+        self._waiting_since: dict[int, float] = {}  # shard -> when its head began to wait
+        self._max_merge_wait = max_merge_wait_seconds
+        self._max_buffered = max_buffered_per_partition
+        self._rotate = 0
         self._connected = False
         self._backoff = settings.reconnect_backoff_ms / 1000
         self._retry_at = 0.0
@@ -263,6 +274,9 @@ class KafkaSource(Source):
         for tp in lost_tps:
             self._next.pop(tp, None)
             self._acked.pop(tp, None)
+            self._buf.pop(tp, None)  # the next owner fetches them again
+        for n in lost:
+            self._waiting_since.pop(n, None)
 
     def _on_assign(self, tps: list[TopicPartition]) -> None:
         new = {tp for tp in tps if tp.topic in self._streams} - self._held
@@ -276,6 +290,7 @@ class KafkaSource(Source):
             self._start = None
         assert self._backend is not None
         for tp in new:
+            self._buf.pop(tp, None)
             offset = stored.get(self.partition_name(*tp))
             if offset is not None:
                 self._backend.seek(tp.topic, tp.partition, offset)
@@ -319,28 +334,103 @@ class KafkaSource(Source):
             self._connect()
             return []
         budget = self._apply_backpressure(backend, max_records)
+        # What the merge can hand out already goes first; the client is then
+        # polled without waiting (heartbeats, rebalances, more records).
+        released = self._release(budget)
         try:
-            fetched = backend.poll_batch(max(1, budget), timeout_seconds)
+            fetched = backend.poll_batch(max_records, 0.0 if released else timeout_seconds)
         except BackendError as exc:
             self._drop_backend(exc)
             return []
         self._connected = backend.connected()
-        out: list[Record] = []
-        append = out.append
-        streams, names = self._streams, self._names
-        first: dict[tuple[str, int], int] = {}
-        last: dict[tuple[str, int], int] = {}
+        streams, names, held, bufs = self._streams, self._names, self._held, self._buf
         for topic, partition, offset, value, _headers in fetched:
-            key = (topic, partition)
-            name = names.get(key) or self.partition_name(topic, partition)
-            append(Record(streams[topic], value, name, offset, partition))
-            if key not in first:
-                first[key] = offset
-            last[key] = offset
-        for key, offset in last.items():
-            tp = TopicPartition(*key)
-            self._next[tp] = offset + 1
-            self._acked.setdefault(tp, first[key])
+            tp = TopicPartition(topic, partition)
+            if tp not in held:
+                continue
+            name = names.get(tp) or self.partition_name(topic, partition)
+            stream = streams[topic]
+            ts = event_time(value)
+            buf = bufs.get(tp)
+            if buf is None:
+                buf = bufs[tp] = deque()
+            record = Record(stream, value, name, offset, partition)
+            buf.append((float("-inf") if ts is None else ts, stream is OUTCOMES, record))
+        released += self._release(budget - len(released))
+        out: list[Record] = []
+        for tp, rec in released:
+            out.append(rec)
+            self._acked.setdefault(tp, rec.offset)
+            self._next[tp] = rec.offset + 1
+        return out
+
+    def _drained(self, tp: TopicPartition) -> bool:
+        """Nothing of ``tp`` is buffered or left to fetch right now: its position
+        is at the high watermark of the last fetch response."""
+        if tp not in self._held:
+            return True
+        if self._buf.get(tp) or self._backend is None:
+            return False
+        hw = self._backend.highwater(tp.topic, tp.partition)
+        pos = self._backend.position(tp.topic, tp.partition)
+        return hw is not None and pos is not None and pos >= hw
+
+    def _release(self, budget: int) -> list[tuple[TopicPartition, Record]]:
+        """Up to ``budget`` buffered records, each shard's two partitions merged
+        by event time (predictions first on ties) as the file replay merges its
+        files. A record goes only when the partner partition has a later one
+        buffered or has nothing more to give, so the order a shard sees (and so
+        its join and its error detectors) does not depend on how fetches
+        interleaved, and a replay after a crash or a move sees the same order.
+        A head waits at most ``max_merge_wait_seconds`` of fetching for a
+        silent partner, and not at all once ``max_buffered_per_partition``
+        records of its partition wait (a topic far ahead of the other): then
+        the order is best effort, and a warning says so. Unreadable event
+        times (dead letters to be) go at once."""
+        out: list[tuple[TopicPartition, Record]] = []
+        if budget <= 0:
+            return out
+        now = time.monotonic()
+        shards = sorted({tp.partition for tp, b in self._buf.items() if b})
+        if shards:  # rotate the start so that no shard starves under backpressure
+            self._rotate = k = (self._rotate + 1) % len(shards)
+            shards = shards[k:] + shards[:k]
+        for n in shards:
+            sides = [TopicPartition(t, n) for t in self._streams]
+            bufs = [self._buf.get(tp) for tp in sides]
+            while len(out) < budget:
+                heads = [(b[0], i) for i, b in enumerate(bufs) if b]
+                if not heads:
+                    self._waiting_since.pop(n, None)
+                    break
+                head, i = min(heads, key=lambda h: (h[0][0], h[0][1]))
+                buf = bufs[i]
+                assert buf is not None
+                if (
+                    len(heads) == 1
+                    and head[0] != float("-inf")
+                    and len(buf) < self._max_buffered
+                    and not self._drained(sides[1 - i])
+                ):
+                    if self._paused:  # the partner is not fetched meanwhile: no timeout
+                        self._waiting_since.pop(n, None)
+                        break
+                    since = self._waiting_since.setdefault(n, now)
+                    if now - since < self._max_merge_wait:
+                        break
+                    if since > 0:  # once per silence
+                        log.warning(
+                            "shard %d: %s silent for %.0fs; event-time order is best effort",
+                            n,
+                            self.partition_name(*sides[1 - i]),
+                            now - since,
+                        )
+                        self._waiting_since[n] = -1.0  # released until the partner speaks
+                else:
+                    self._waiting_since.pop(n, None)
+                out.append((sides[i], buf.popleft()[2]))
+            if len(out) >= budget:
+                break
         return out
 
     def commit(self, positions: Mapping[str, int]) -> None:

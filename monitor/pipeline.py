@@ -294,12 +294,12 @@ class Pipeline:
                     continue
                 for update, slot in fns:
                     if update(x):
-                        signals.append(_signal(model.name, version, slot, n, ts))
+                        signals.append(_signal(shard_key, model.name, version, slot, n, ts))
                 updates += len(fns)
         if score is not None:
             for update, slot in score_fns:
                 if update(score):
-                    signals.append(_signal(model.name, version, slot, n, ts))
+                    signals.append(_signal(shard_key, model.name, version, slot, n, ts))
             updates += len(score_fns)
         counts = out.counts
         counts[("events", model.name, PREDICTIONS)] += 1
@@ -331,6 +331,7 @@ class Pipeline:
                 out,
                 score,
                 segment,
+                shard=shard_key,
             )
 
     def _outcome(self, rec: Record, out: BatchOutput) -> None:
@@ -360,6 +361,7 @@ class Pipeline:
                 out,
                 pred.score,
                 pred.segment,
+                shard=shard_key,
             )
 
     def _joined(
@@ -374,6 +376,8 @@ class Pipeline:
         out: BatchOutput,
         score: float | None = None,
         segment: str | None = None,
+        *,
+        shard: tuple[str, int],
     ) -> None:
         model = schema.config
         versions = state.versions.get(model.name)
@@ -392,7 +396,9 @@ class Pipeline:
             if update(err):
                 # Positioned at the prediction whose outcome tripped it, so
                 # every signal of a version counts in the same events.
-                out.signals.append(_signal(model.name, version, slot, position, ts, vs.n_outcomes))
+                out.signals.append(
+                    _signal(shard, model.name, version, slot, position, ts, vs.n_outcomes)
+                )
         if vs.error:
             out.counts[("updates", model.name)] += len(vs.error)
         if state.windows is not None and model.batch is not None:
@@ -431,14 +437,22 @@ class Pipeline:
 
 
 def _signal(
-    model: str, version: str, slot: Slot, position: int, ts: float, seq: int | None = None
+    shard: tuple[str, int],
+    model: str,
+    version: str,
+    slot: Slot,
+    position: int,
+    ts: float,
+    seq: int | None = None,
 ) -> Signal:
     """A signal with a key that a replay re-derives exactly (``seq`` disambiguates
     error signals, whose positions need not grow)."""
     target, dtype, index, det = slot
     statistic, value = det.statistic()
     return Signal(
-        key=f"{model}|{version}|{target}|{dtype}|{index}|{position if seq is None else seq}",
+        # Positions count per shard: the shard keeps keys of different shards apart.
+        key=f"{shard[0]}/{shard[1]}|{model}|{version}|{target}|{dtype}|{index}|"
+        f"{position if seq is None else seq}",
         model=model,
         model_version=version,
         target=target,

@@ -37,11 +37,14 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Connection, make_url
 
 SCHEMA_VERSION = 1
+# pg_advisory_xact_lock key serializing create_schema() across processes.
+SCHEMA_LOCK_KEY = 0x64726966_74640001
 
 metadata = MetaData()
 
@@ -354,9 +357,13 @@ class Store:
 
     # -- schema -------------------------------------------------------------
     def create_schema(self) -> None:
-        """Create missing tables and record the schema version. Safe to repeat."""
-        metadata.create_all(self.engine)
+        """Create missing tables and record the schema version. Safe to repeat,
+        also from several processes at once (PostgreSQL: under an advisory lock,
+        in one transaction, since DDL is transactional there)."""
         with self.engine.begin() as conn:
+            if self._dialect == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+            metadata.create_all(conn)
             found = conn.execute(select(func.max(schema_version.c.version))).scalar()
             if found is None:
                 conn.execute(
