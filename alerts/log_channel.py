@@ -18,10 +18,7 @@ class LogChannel(AlertChannel):
     Never fails; does not block."""
 
     def __init__(self, config: LogAlertConfig) -> None:
-        self.name = config.name
-        self.max_attempts = config.max_attempts
-        self.backoff_seconds = config.backoff_seconds
-        self.backoff_max_seconds = config.backoff_max_seconds
+        self._take_policy(config)
 
     def deliver(
         self, decision: Mapping[str, Any], idempotency_key: str, attempt: int

@@ -25,10 +25,7 @@ class SlackChannel(AlertChannel):
     """
 
     def __init__(self, config: SlackAlertConfig) -> None:
-        self.name = config.name
-        self.max_attempts = config.max_attempts
-        self.backoff_seconds = config.backoff_seconds
-        self.backoff_max_seconds = config.backoff_max_seconds
+        self._take_policy(config)
         self.channel = config.channel
         timeout = max(1, int(config.timeout_seconds))
         retry: list[RetryHandler] = [RateLimitErrorRetryHandler(max_retry_count=2)]

@@ -27,11 +27,8 @@ class WebhookChannel(AlertChannel):
     """
 
     def __init__(self, config: WebhookAlertConfig, clock: Callable[[], float] = time.time) -> None:
-        self.name = config.name
+        self._take_policy(config)
         self.url = config.url
-        self.max_attempts = config.max_attempts
-        self.backoff_seconds = config.backoff_seconds
-        self.backoff_max_seconds = config.backoff_max_seconds
         self._template = (
             BodyTemplate(config.body_template, ALERT_PLACEHOLDERS)
             if config.body_template is not None

@@ -95,21 +95,39 @@ def start_receiver(port: int | None = None) -> tuple[Receiver, ThreadingHTTPServ
     return rec, server
 
 
-def demo_config_text(db_path: Path, *, extra: str = "", predictions: Path | None = None,
-                     outcomes: Path | None = None, http_port: int | None = None,
-                     rule_actions: str = '["retrain"]', rule_alerts: str = '["log"]',
-                     actions: str | None = None) -> str:
+def demo_config_text(
+    db_path: Path,
+    *,
+    extra: str = "",
+    predictions: Path | None = None,
+    outcomes: Path | None = None,
+    http_port: int | None = None,
+    rule_actions: str = '["retrain"]',
+    rule_alerts: str = '["log"]',
+    actions: str | None = None,
+) -> str:
     """The bundled config.toml, pointed at absolute paths and a temp database."""
     text = (ROOT / "config.toml").read_text()
     text = text.replace('url = "sqlite:///driftd.db"', f'url = "sqlite:///{db_path}"')
-    text = text.replace('"data/demo/predictions.jsonl"', json.dumps(str(predictions or DEMO / "predictions.jsonl")))
-    text = text.replace('"data/demo/outcomes.jsonl"', json.dumps(str(outcomes or DEMO / "outcomes.jsonl")))
+    text = text.replace(
+        '"data/demo/predictions.jsonl"', json.dumps(str(predictions or DEMO / "predictions.jsonl"))
+    )
+    text = text.replace(
+        '"data/demo/outcomes.jsonl"', json.dumps(str(outcomes or DEMO / "outcomes.jsonl"))
+    )
     for name in ("reference_predictions.jsonl", "reference_outcomes.jsonl"):
         text = text.replace(f'"data/demo/{name}"', json.dumps(str(DEMO / name)))
-    text = text.replace('report_dir = "reports"', f"report_dir = {json.dumps(str(db_path.parent / 'reports'))}")
-    text = text.replace('"scripts/demo_retrain.py"', json.dumps(str(ROOT / "scripts" / "demo_retrain.py")))
+    text = text.replace(
+        'report_dir = "reports"', f"report_dir = {json.dumps(str(db_path.parent / 'reports'))}"
+    )
+    text = text.replace(
+        '"scripts/demo_retrain.py"', json.dumps(str(ROOT / "scripts" / "demo_retrain.py"))
+    )
     text = text.replace('bind = "127.0.0.1:9108"', f'bind = "127.0.0.1:{http_port or free_port()}"')
-    text = text.replace('actions = ["retrain"]\nalerts = ["log"]', f"actions = {rule_actions}\nalerts = {rule_alerts}")
+    text = text.replace(
+        'actions = ["retrain"]\nalerts = ["log"]',
+        f"actions = {rule_actions}\nalerts = {rule_alerts}",
+    )
     if actions is not None:
         start = text.index("[[actions]]")
         end = text.index("# A retraining webhook instead")

@@ -16,18 +16,36 @@ from tests.helpers import DEMO, demo_config_text
 BAD = [
     (b"{this is not json", "malformed"),
     (b'{"model": "credit-risk", "model_version": "v1"}', "schema"),  # missing fields
-    (b'{"model":"credit-risk","model_version":"v1","prediction_id":"x1","timestamp":"soon",'
-     b'"features":{},"prediction":"repaid"}', "schema"),  # wrong type
-    (b'{"model":"fraud","model_version":"v1","prediction_id":"x2","timestamp":1767225600,'
-     b'"features":{},"prediction":"repaid"}', "unknown_model"),
-    (b'{"model":"credit-risk","model_version":"v1","prediction_id":"x3","timestamp":NaN,'
-     b'"features":{},"prediction":"repaid"}', "malformed"),  # NaN is not JSON
-    (b'{"model":"credit-risk","model_version":"v1","prediction_id":"x4","timestamp":1767225600,'
-     b'"features":{"income":"lots"},"prediction":"repaid"}', "feature_type"),
-    (b'{"model":"credit-risk","model_version":"v1","prediction_id":"x5","timestamp":1767225600,'
-     b'"features":{},"prediction":"repaid","score":1e999}', "schema"),  # inf
-    (b'{"model":"credit-risk","model_version":"v1","prediction_id":"x6","timestamp":1767225600,'
-     b'"features":{},"prediction":"repaid","surprise":1}', "schema"),  # extra field
+    (
+        b'{"model":"credit-risk","model_version":"v1","prediction_id":"x1","timestamp":"soon",'
+        b'"features":{},"prediction":"repaid"}',
+        "schema",
+    ),  # wrong type
+    (
+        b'{"model":"fraud","model_version":"v1","prediction_id":"x2","timestamp":1767225600,'
+        b'"features":{},"prediction":"repaid"}',
+        "unknown_model",
+    ),
+    (
+        b'{"model":"credit-risk","model_version":"v1","prediction_id":"x3","timestamp":NaN,'
+        b'"features":{},"prediction":"repaid"}',
+        "malformed",
+    ),  # NaN is not JSON
+    (
+        b'{"model":"credit-risk","model_version":"v1","prediction_id":"x4","timestamp":1767225600,'
+        b'"features":{"income":"lots"},"prediction":"repaid"}',
+        "feature_type",
+    ),
+    (
+        b'{"model":"credit-risk","model_version":"v1","prediction_id":"x5","timestamp":1767225600,'
+        b'"features":{},"prediction":"repaid","score":1e999}',
+        "schema",
+    ),  # inf
+    (
+        b'{"model":"credit-risk","model_version":"v1","prediction_id":"x6","timestamp":1767225600,'
+        b'"features":{},"prediction":"repaid","surprise":1}',
+        "schema",
+    ),  # extra field
     (b"[]", "schema"),
     (b"\xff\xfe\x00garbage", "malformed"),
 ]
@@ -72,7 +90,8 @@ def test_bad_lines_are_dead_lettered_and_the_rest_processed(tmp_path: Path) -> N
 
     # metrics by reason, and the detection still happened
     value = registry.get_sample_value(
-        "driftd_events_invalid_total", {"model": "unknown", "stream": "predictions", "reason": "malformed"}
+        "driftd_events_invalid_total",
+        {"model": "unknown", "stream": "predictions", "reason": "malformed"},
     )
     assert value == expected_codes.count("malformed")
     value = registry.get_sample_value(
@@ -80,9 +99,12 @@ def test_bad_lines_are_dead_lettered_and_the_rest_processed(tmp_path: Path) -> N
         {"model": "credit-risk", "stream": "predictions", "reason": "feature_type"},
     )
     assert value == expected_codes.count("feature_type")
-    assert registry.get_sample_value(
-        "driftd_events_total", {"model": "credit-risk", "stream": "predictions"}
-    ) == 13000
+    assert (
+        registry.get_sample_value(
+            "driftd_events_total", {"model": "credit-risk", "stream": "predictions"}
+        )
+        == 13000
+    )
     assert daemon.store.count(signals) > 0
 
 

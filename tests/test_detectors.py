@@ -41,10 +41,15 @@ def test_save_restore_continues_exactly(name: str) -> None:
 
 @pytest.mark.parametrize(
     ("name", "river_cls", "kwargs"),
-    [("adwin", drift.ADWIN, {}), ("page_hinkley", drift.PageHinkley, {}),
-     ("kswin", drift.KSWIN, {"seed": 4}), ("ddm", drift.binary.DDM, {}),
-     ("eddm", drift.binary.EDDM, {}), ("hddm_a", drift.binary.HDDMA, {}),
-     ("hddm_w", drift.binary.HDDMW, {})],
+    [
+        ("adwin", drift.ADWIN, {}),
+        ("page_hinkley", drift.PageHinkley, {}),
+        ("kswin", drift.KSWIN, {"seed": 4}),
+        ("ddm", drift.binary.DDM, {}),
+        ("eddm", drift.binary.EDDM, {}),
+        ("hddm_a", drift.binary.HDDMA, {}),
+        ("hddm_w", drift.binary.HDDMW, {}),
+    ],
 )
 def test_same_detections_as_river_alone(name: str, river_cls: type, kwargs: dict[str, Any]) -> None:
     values = stream_for(name, 4000, seed=9)
@@ -75,7 +80,9 @@ def test_same_detections_as_river_alone(name: str, river_cls: type, kwargs: dict
         ("category_chi2", {"window_size": 0}, "window_size must be > 0"),
     ],
 )
-def test_parameters_checked_at_construction(name: str, params: dict[str, Any], message: str) -> None:
+def test_parameters_checked_at_construction(
+    name: str, params: dict[str, Any], message: str
+) -> None:
     with pytest.raises(ValueError) as info:
         make_detector(name, params)
     assert message in str(info.value)

@@ -55,7 +55,9 @@ def test_replay_end_to_end(tmp_path: Path, receiver: Receiver) -> None:
     slack = '[[alerts]]\ntype = "slack"\nname = "slack"\nwebhook_url = "${DRIFTD_TEST_SLACK}"\n'
     cfg = tmp_path / "config.toml"
     cfg.write_text(
-        demo_config_text(db, http_port=port, actions=actions, rule_alerts='["log", "slack"]', extra=slack)
+        demo_config_text(
+            db, http_port=port, actions=actions, rule_alerts='["log", "slack"]', extra=slack
+        )
     )
     env = {
         **os.environ,
@@ -66,7 +68,10 @@ def test_replay_end_to_end(tmp_path: Path, receiver: Receiver) -> None:
     with out.open("wb") as sink:
         proc = subprocess.Popen(
             [sys.executable, "-m", "monitor.cli", "run", "--config", str(cfg), "--keep-serving"],
-            cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
         )
     try:
         _wait_for(out, "driftd summary", proc, timeout=120)
@@ -77,10 +82,18 @@ def test_replay_end_to_end(tmp_path: Path, receiver: Receiver) -> None:
         store = Store(create_engine(f"sqlite:///{db}"))
         sig = store.rows(signals, order_by=signals.c.position)
         assert sig, "no drift detected"
-        assert all(s["event_time"] >= DRIFT_TIME for s in sig), [(s["target"], s["position"]) for s in sig]
+        assert all(s["event_time"] >= DRIFT_TIME for s in sig), [
+            (s["target"], s["position"]) for s in sig
+        ]
         assert DRIFT_AT < sig[0]["position"] <= DRIFT_AT + MAX_DELAY_EVENTS
         targets = {s["target"] for s in sig}
-        assert {"feature:utilization", "feature:debt_ratio", "feature:region", "score", "error"} <= targets
+        assert {
+            "feature:utilization",
+            "feature:debt_ratio",
+            "feature:region",
+            "score",
+            "error",
+        } <= targets
         decs = store.rows(decisions)
         fired = [d for d in decs if d["outcome"] == "fired"]
         assert len(fired) == 1
@@ -95,8 +108,12 @@ def test_replay_end_to_end(tmp_path: Path, receiver: Receiver) -> None:
         got = [r for r in receiver.wait_for(2) if r.path == "/retrain"]
         assert len(got) == 1
         req = got[0]
-        assert verify(SIGNING_KEY.encode(), req.headers["X-Driftd-Timestamp"], req.body,
-                      req.headers["X-Driftd-Signature"])
+        assert verify(
+            SIGNING_KEY.encode(),
+            req.headers["X-Driftd-Timestamp"],
+            req.body,
+            req.headers["X-Driftd-Signature"],
+        )
         assert req.headers["Idempotency-Key"] == key
         body = json.loads(req.body)
         assert body["model"] == "credit-risk" and body["model_version"] == "v1"
@@ -111,21 +128,35 @@ def test_replay_end_to_end(tmp_path: Path, receiver: Receiver) -> None:
         assert msg["blocks"][0]["type"] == "header"
         dl = store.rows(deliveries)
         assert {(d["kind"], d["target"], d["status"], d["attempts"]) for d in dl} == {
-            ("action", "retrain", "delivered", 1), ("alert", "log", "delivered", 1),
+            ("action", "retrain", "delivered", 1),
+            ("alert", "log", "delivered", 1),
             ("alert", "slack", "delivered", 1),
         }
 
         # /metrics matches the data.
         m = _metrics(port)
-        assert m[("driftd_events_total", (("model", "credit-risk"), ("stream", "predictions")))] == 20000
-        assert m[("driftd_events_total", (("model", "credit-risk"), ("stream", "outcomes")))] == 18003
+        assert (
+            m[("driftd_events_total", (("model", "credit-risk"), ("stream", "predictions")))]
+            == 20000
+        )
+        assert (
+            m[("driftd_events_total", (("model", "credit-risk"), ("stream", "outcomes")))] == 18003
+        )
         assert not [k for k in m if k[0] == "driftd_events_invalid_total"]
         sig_total = sum(v for k, v in m.items() if k[0] == "driftd_drift_signals_total")
         assert sig_total == len(sig)
         assert m[("driftd_actions_total", (("action", "retrain"), ("status", "delivered")))] == 1
         assert m[("driftd_alerts_total", (("channel", "slack"), ("status", "delivered")))] == 1
         assert m[("driftd_join_total", (("result", "matched"),))] == 18003
-        assert m[("driftd_decisions_total", (("model", "credit-risk"), ("outcome", "fired"), ("rule", "retrain-on-drift")))] == 1
+        assert (
+            m[
+                (
+                    "driftd_decisions_total",
+                    (("model", "credit-risk"), ("outcome", "fired"), ("rule", "retrain-on-drift")),
+                )
+            ]
+            == 1
+        )
         for probe in ("healthz", "readyz"):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/{probe}", timeout=5) as r:
                 assert r.status == 200

@@ -12,15 +12,21 @@ from monitor.config import ModelConfig
 from monitor.events import InvalidEvent, ModelSchema, PredictionEvent, decode, epoch_seconds
 
 MODEL = ModelConfig(
-    name="m", task="classification",
+    name="m",
+    task="classification",
     features={"x": "numeric", "y": "numeric", "c": "categorical"},
 )
 
 
 def pred(**over: Any) -> bytes:
     event: dict[str, Any] = {
-        "model": "m", "model_version": "v1", "prediction_id": "p1", "timestamp": 1000.0,
-        "features": {"x": 1.5, "y": 2, "c": "red"}, "prediction": "yes", "score": 0.7,
+        "model": "m",
+        "model_version": "v1",
+        "prediction_id": "p1",
+        "timestamp": 1000.0,
+        "features": {"x": 1.5, "y": 2, "c": "red"},
+        "prediction": "yes",
+        "score": 0.7,
     }
     event.update(over)
     return json.dumps(event).encode()
@@ -59,11 +65,23 @@ def test_rfc3339_timestamp() -> None:
         (pred(timestamp="yesterday"), "schema", "timestamp"),
         (pred(features={"x": [1]}), "schema", "features[...]: Expected"),
         (pred(extra_field=1), "schema", "unknown field `extra_field`"),
-        (b'{"model":"m","model_version":"v1","prediction_id":"p","timestamp":1e999,'
-         b'"features":{},"prediction":"a"}', "schema", "timestamp: Number out of range"),
-        (b'{"model":"m","model_version":"v1","prediction_id":"p","timestamp":NaN,'
-         b'"features":{},"prediction":"a"}', "malformed", "not valid JSON"),
-        (pred(features={"x": "high", "y": 1, "c": "a"}), "feature_type", "features.x: numeric feature got str"),
+        (
+            b'{"model":"m","model_version":"v1","prediction_id":"p","timestamp":1e999,'
+            b'"features":{},"prediction":"a"}',
+            "schema",
+            "timestamp: Number out of range",
+        ),
+        (
+            b'{"model":"m","model_version":"v1","prediction_id":"p","timestamp":NaN,'
+            b'"features":{},"prediction":"a"}',
+            "malformed",
+            "not valid JSON",
+        ),
+        (
+            pred(features={"x": "high", "y": 1, "c": "a"}),
+            "feature_type",
+            "features.x: numeric feature got str",
+        ),
         (pred(features={"x": True, "y": 1, "c": "a"}), "feature_type", "features.x"),
     ],
 )
@@ -90,8 +108,14 @@ def test_missing_and_unexpected_features_are_counted_not_fatal() -> None:
 
 
 def test_row_values_nan_is_missing_inf_is_invalid() -> None:
-    row = {"model": "m", "model_version": "1", "prediction_id": "p", "timestamp": "5",
-           "features": {"x": math.nan, "y": 1.0, "c": 3.0}, "prediction": "a"}
+    row = {
+        "model": "m",
+        "model_version": "1",
+        "prediction_id": "p",
+        "timestamp": "5",
+        "features": {"x": math.nan, "y": 1.0, "c": 3.0},
+        "prediction": "a",
+    }
     event = decode("predictions", row)
     numeric, categorical, _, _ = ModelSchema(MODEL).check_prediction(event)
     assert numeric == [None, 1.0]
@@ -102,13 +126,24 @@ def test_row_values_nan_is_missing_inf_is_invalid() -> None:
 
 def test_score_must_be_finite_and_probabilities_can_be_the_score() -> None:
     schema = ModelSchema(
-        ModelConfig(name="m", task="classification", features={"x": "numeric"},
-                    score_field="probabilities.yes")
+        ModelConfig(
+            name="m",
+            task="classification",
+            features={"x": "numeric"},
+            score_field="probabilities.yes",
+        )
     )
     event = decode("predictions", pred(score=None, probabilities={"yes": 0.25, "no": 0.75}))
     assert schema.check_prediction(event)[2] == 0.25
-    row = {"model": "m", "model_version": "1", "prediction_id": "p", "timestamp": 5.0,
-           "features": {"x": 1.0}, "prediction": "a", "score": math.inf}
+    row = {
+        "model": "m",
+        "model_version": "1",
+        "prediction_id": "p",
+        "timestamp": 5.0,
+        "features": {"x": 1.0},
+        "prediction": "a",
+        "score": math.inf,
+    }
     with pytest.raises(InvalidEvent, match="score: must be finite"):
         ModelSchema(MODEL).check_prediction(decode("predictions", row))
 

@@ -79,17 +79,23 @@ def _store_view(db: Path) -> dict[str, Any]:
     store = Store(create_engine(f"sqlite:///{db}"))
     return {
         "signals": sorted(r["signal_key"] for r in store.rows(signals)),
-        "decisions": sorted(r["idempotency_key"] for r in store.rows(decisions) if r["outcome"] == "fired"),
+        "decisions": sorted(
+            r["idempotency_key"] for r in store.rows(decisions) if r["outcome"] == "fired"
+        ),
         "dead": store.count(dead_letters),
         "deliveries": sorted((r["target"], r["status"]) for r in store.rows(deliveries)),
     }
 
 
-def test_kill_9_at_random_points_loses_and_doubles_nothing(tmp_path: Path, receiver: Receiver) -> None:
+def test_kill_9_at_random_points_loses_and_doubles_nothing(
+    tmp_path: Path, receiver: Receiver
+) -> None:
     env = {**os.environ, "DRIFTD_TEST_KEY": KEY}
     os.environ["DRIFTD_TEST_KEY"] = KEY
     try:
-        reference = Daemon(load_config(_config(tmp_path, "ref", receiver, 0)), registry=CollectorRegistry())
+        reference = Daemon(
+            load_config(_config(tmp_path, "ref", receiver, 0)), registry=CollectorRegistry()
+        )
         reference.run(serve_http=False)
     finally:
         del os.environ["DRIFTD_TEST_KEY"]
@@ -104,7 +110,10 @@ def test_kill_9_at_random_points_loses_and_doubles_nothing(tmp_path: Path, recei
     for _ in range(40):
         proc = subprocess.Popen(
             [sys.executable, "-m", "monitor.cli", "run", "--config", str(cfg)],
-            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         started = _wait_for_line(proc, "serving /metrics", timeout=60)
         # Twelve kills, then the run that is allowed to finish.
@@ -142,7 +151,9 @@ def test_kill_9_at_random_points_loses_and_doubles_nothing(tmp_path: Path, recei
 def test_stop_and_resume_in_process(tmp_path: Path, receiver: Receiver) -> None:
     os.environ["DRIFTD_TEST_KEY"] = KEY
     try:
-        ref = Daemon(load_config(_config(tmp_path, "ref2", receiver, 0)), registry=CollectorRegistry())
+        ref = Daemon(
+            load_config(_config(tmp_path, "ref2", receiver, 0)), registry=CollectorRegistry()
+        )
         ref.run(serve_http=False)
         cfg = load_config(_config(tmp_path, "part", receiver, 0))
         first = Daemon(cfg, registry=CollectorRegistry())
@@ -165,4 +176,6 @@ def test_stop_and_resume_in_process(tmp_path: Path, receiver: Receiver) -> None:
     finally:
         del os.environ["DRIFTD_TEST_KEY"]
     assert second.pipeline.totals() == ref.pipeline.totals()
-    assert _store_view(tmp_path / "part.db")["signals"] == _store_view(tmp_path / "ref2.db")["signals"]
+    assert (
+        _store_view(tmp_path / "part.db")["signals"] == _store_view(tmp_path / "ref2.db")["signals"]
+    )

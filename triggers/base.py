@@ -115,6 +115,13 @@ class Deliverer(abc.ABC):
     backoff_seconds: float
     backoff_max_seconds: float
 
+    def _take_policy(self, config: Any) -> None:
+        """Name and retry policy from a delivery config (the shared fields)."""
+        self.name = config.name
+        self.max_attempts = config.max_attempts
+        self.backoff_seconds = config.backoff_seconds
+        self.backoff_max_seconds = config.backoff_max_seconds
+
     @abc.abstractmethod
     def deliver(
         self, decision: Mapping[str, Any], idempotency_key: str, attempt: int

@@ -21,11 +21,8 @@ class Command(Action):
     """
 
     def __init__(self, config: CommandActionConfig) -> None:
-        self.name = config.name
+        self._take_policy(config)
         self.argv = list(config.argv)
-        self.max_attempts = config.max_attempts
-        self.backoff_seconds = config.backoff_seconds
-        self.backoff_max_seconds = config.backoff_max_seconds
         self._timeout = config.timeout_seconds
 
     def deliver(
