@@ -178,6 +178,9 @@ synchronous_commit = off
 full_page_writes = off
 max_connections = 100
 shared_buffers = 32MB
+# Databases live for one test; an autovacuum worker in one would make the test
+# role's DROP DATABASE ... WITH (FORCE) fail (it may not terminate that worker).
+autovacuum = off
 EOF
 }
 

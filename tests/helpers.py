@@ -9,12 +9,35 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "data" / "demo"
 DEMO_START = 1767225600.0
 DRIFT_AT = 12000  # prediction index where the bundled replay drifts
 DRIFT_TIME = DEMO_START + 2.0 * DRIFT_AT
+
+
+def drop_database(admin: Engine, name: str, timeout_seconds: float = 30.0) -> None:
+    """DROP DATABASE ... WITH (FORCE), retried: the test role may not terminate a
+    backend it does not own (an autovacuum worker that picked the new database),
+    and PostgreSQL refuses the whole DROP then. Such a worker finishes quickly."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            return
+        except DBAPIError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def free_port() -> int:

@@ -34,7 +34,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from monitor.store import Store, make_engine
-from tests.helpers import Receiver
+from tests.helpers import Receiver, drop_database
 from tests.kafka.conftest import TansuBroker, tansu_binary
 from tests.kafka_daemon.test_kafka_crash import (
     MALFORMED,
@@ -102,9 +102,8 @@ def pg_databases(pg_server: str) -> Iterator[list[str]]:
                 conn.execute(text(f'CREATE DATABASE "{name}"'))
         yield [base.set(database=n, password=None).render_as_string() for n in names]
     finally:
-        with admin.connect() as conn:
-            for name in names:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        for name in names:
+            drop_database(admin, name)
         admin.dispose()
         os.environ.pop(PASSWORD_ENV, None)
 
@@ -297,8 +296,7 @@ def test_members_create_the_schema_at_once(pg_server: str) -> None:
                 assert Store(engine).schema_version() == 1
                 engine.dispose()
             finally:
-                with admin.connect() as conn:
-                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                drop_database(admin, name)
     finally:
         admin.dispose()
         os.environ.pop(PASSWORD_ENV, None)

@@ -26,6 +26,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from monitor.store import Store, make_engine
+from tests.helpers import drop_database
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_SCRIPT = ROOT / ".ci" / "postgres.sh"
@@ -132,8 +133,7 @@ def pg_database(pg_url: str, pg_admin: Engine) -> Iterator[str]:
     with pg_admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     yield make_url(pg_url).set(database=name).render_as_string(hide_password=False)
-    with pg_admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    drop_database(pg_admin, name)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.service)])
