@@ -244,6 +244,10 @@ class VersionsConfig(_Node, frozen=True):
     rollback_alpha: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.05
     # Actions (webhook or command) run by a rollback decision.
     rollback_actions: list[str] = msgspec.field(default_factory=list)
+    # Group-sequential looks: look k when both versions have min_outcomes * 2**k
+    # joined outcomes, at rollback_alpha / 2**(k+1); a candidate that passed
+    # this many looks becomes active and the previous version is retired.
+    promote_after_looks: PositiveInt = 3
 
 
 class ModelConfig(_Node, frozen=True):
@@ -255,6 +259,14 @@ class ModelConfig(_Node, frozen=True):
     detectors: list[DetectorSpec] = msgspec.field(default_factory=list)
     batch: BatchConfig | None = None
     versions: VersionsConfig | None = None
+    # Once an action-running decision (of any rule) fired for this model, another
+    # one within this much event time (either side) is stored as "suppressed".
+    action_cooldown_seconds: NonNegative = 0.0
+    # At most this many retrains in flight: fired, action-running decisions not
+    # resolved, not completed (a version reported with their decision_id), not
+    # dead in every action, and younger than retrain_timeout_seconds (wall time).
+    max_concurrent_retrains: PositiveInt | None = None
+    retrain_timeout_seconds: Positive = 86400.0
 
     def __post_init__(self) -> None:
         if (

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -40,9 +40,9 @@ from monitor.pipeline import (
     iter_signal_rows,
 )
 from monitor.store import Checkpoint, DecisionRow, Store, make_engine, model_versions
-from monitor.versions import ROLLBACK_RULE, compare, rollback_row
+from monitor.versions import ROLLBACK_RULE, rollback_row, sequential_look
 from monitor.windows import Window, merge
-from triggers.base import Deliverer, Signal
+from triggers.base import Decision, Deliverer, Rule, Signal
 from triggers.registry import make_action, make_rule
 
 log = logging.getLogger("driftd")
@@ -389,15 +389,25 @@ class Daemon:
                 d.outcome,
                 d.resolves,
                 self._max_concurrent[d.rule],
+                *self._model_limits(d.model),
             )
             for d in out.decisions
         ]
         written = self.store.write_batch(out.dead, iter_signal_rows(out.signals), rows)
+        for key, why in written.suppressed_by.items():
+            log.info("decision %s suppressed: %s", key, why, extra={"decision": key})
         self._report(out, written.decisions, written.suppressed, written.silenced, written.resolved)
         fired = set(written.decisions)
         for d in out.decisions:
             if d.severity == "critical" and d.rule != ROLLBACK_RULE and d.idempotency_key in fired:
                 self._critical_rollback(d.model, d.model_version, d.rule, d.idempotency_key)
+
+    def _model_limits(self, model: str) -> tuple[float, int | None, float]:
+        """DecisionRow's per-model fields: action cooldown, retrains in flight."""
+        m = self.config.model(model)
+        if m is None:
+            return (0.0, None, 86400.0)
+        return (m.action_cooldown_seconds, m.max_concurrent_retrains, m.retrain_timeout_seconds)
 
     # -- new model versions: rollback ------------------------------------------------
     def _critical_rollback(self, model: str, version: str, rule: str, key: str) -> None:
@@ -408,7 +418,9 @@ class Daemon:
 
     def _check_versions(self) -> None:
         """Compare each candidate version with the one it replaced, on the
-        error tallies of this process's shards; roll back one that is worse."""
+        error tallies of this process's shards, at the looks of the
+        group-sequential schedule (``versions.sequential_look``): roll back one
+        that is worse at a look, promote one that passed ``promote_after_looks``."""
         c = model_versions.c
         for row in self.store.rows(model_versions, c.status == "candidate"):
             model = self.config.model(row["model"])
@@ -417,13 +429,54 @@ class Daemon:
             vc = model.versions or VersionsConfig()
             tallies = self.pipeline.error_tallies(model.name)
             cand, prev = tallies.get(row["version"]), tallies.get(row["previous_version"])
-            if cand is None or prev is None or min(cand[0], prev[0]) < vc.min_outcomes:
+            if cand is None or prev is None:
                 continue
-            cmp = compare(model.task, cand, prev, vc.rollback_margin, vc.rollback_alpha)
-            if cmp.worse:
-                detail = {**asdict(cmp), "n_candidate": cand[0], "n_previous": prev[0]}
+            done = int(row["looks"] or 0)
+            look = sequential_look(
+                model.task,
+                cand,
+                prev,
+                vc.rollback_margin,
+                vc.rollback_alpha,
+                vc.min_outcomes,
+                done,
+            )
+            if look is None:
+                continue
+            # Claimed atomically: with several processes, each look is made once.
+            if not self.store.record_looks(
+                model.name, row["version"], done, look.looks, look.describe()
+            ):
+                continue
+            log.info(
+                "model %s: candidate %s vs %s, %s",
+                model.name,
+                row["version"],
+                row["previous_version"],
+                look.describe(),
+                extra={"model": model.name, "model_version": row["version"]},
+            )
+            if look.comparison.worse:
+                detail = {**look.detail(), "n_candidate": cand[0], "n_previous": prev[0]}
                 detail |= {"margin": vc.rollback_margin, "alpha": vc.rollback_alpha}
                 self._rollback(row, "worse than the previous version", detail)
+            elif look.looks >= vc.promote_after_looks:
+                self._promote(row, look.looks)
+
+    def _promote(self, row: dict[str, Any], looks: int) -> None:
+        """A candidate that passed its looks becomes active; the previous one retires."""
+        model, version = row["model"], row["version"]
+        if not self.store.promote_version(model, version):
+            return
+        self.metrics.version_promotions.labels(model).inc()
+        log.warning(
+            "model %s: candidate %s promoted to active after %d looks; %s retired",
+            model,
+            version,
+            looks,
+            row["previous_version"],
+            extra={"model": model, "model_version": version},
+        )
 
     def _rollback(self, row: dict[str, Any], reason: str, detail: dict[str, Any]) -> None:
         model, version = row["model"], row["version"]

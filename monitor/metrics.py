@@ -62,6 +62,19 @@ class Metrics:
             ["rule", "model", "outcome"],
             registry=registry,
         )
+        self.version_promotions = Counter(
+            "driftd_version_promotions_total",
+            "Candidate model versions promoted to active after passing their looks.",
+            ["model"],
+            registry=registry,
+        )
+        self.dead_letter_flush_failures = Counter(
+            "driftd_dead_letter_flush_failures_total",
+            "Checkpoints of a source skipped because its dead letters could not be "
+            "delivered to its dead-letter topic (retried at the next checkpoint).",
+            ["source"],
+            registry=registry,
+        )
         self.actions = Counter(
             "driftd_actions_total",
             "Action delivery attempts, by action and status (delivered/failed/dead).",

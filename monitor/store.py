@@ -12,6 +12,7 @@ and its outbox deliveries are written in one transaction; the checkpoint
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -33,18 +34,30 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     create_engine,
+    delete,
     event,
     func,
     insert,
+    inspect,
     select,
     text,
     update,
 )
 from sqlalchemy.engine import Connection, make_url
 
-SCHEMA_VERSION = 1
+log = logging.getLogger("driftd")
+
+SCHEMA_VERSION = 2
+# The rule of rollback decisions (see monitor.versions), which are no retrains.
+ROLLBACK_RULE = "rollback"
+# rule_state's rule for a model's action cooldown, across its rules (rule names
+# cannot contain "*").
+MODEL_SLOT = "*"
 # pg_advisory_xact_lock key serializing create_schema() across processes.
 SCHEMA_LOCK_KEY = 0x64726966_74640001
+# pg_advisory_xact_lock(namespace, hashtext(model)) serializing decision writes
+# per model (a separate key space from the one-key form above).
+MODEL_LOCK_NAMESPACE = 0x64726966
 
 metadata = MetaData()
 
@@ -238,6 +251,10 @@ model_versions = Table(
     # adopt_reference: when the new version's reference was captured (None: pending).
     Column("reference_adopted_at", Float),
     Column("rollback_key", String(128)),  # the rollback decision, once rolled back
+    # Schema 2: group-sequential looks done (compared with the previous version),
+    # and when a candidate that passed enough of them became active.
+    Column("looks", Integer, nullable=False, default=0, server_default="0"),
+    Column("promoted_at", Float),
     UniqueConstraint("model", "version", name="uq_model_version"),
 )
 
@@ -254,6 +271,34 @@ checkpoints = Table(
 
 class SchemaVersionError(RuntimeError):
     """The database was written by a newer driftd."""
+
+
+def _add_columns(conn: Connection, table: Table, names: Sequence[str]) -> None:
+    """ALTER TABLE ... ADD COLUMN for those of ``names`` the table lacks (a
+    table created by this version's create_all has them already)."""
+    have = {c["name"] for c in inspect(conn).get_columns(table.name)}
+    preparer = conn.dialect.identifier_preparer
+    for name in names:
+        if name in have:
+            continue
+        col = table.c[name]
+        ddl = f"ALTER TABLE {preparer.format_table(table)} "
+        ddl += f"ADD COLUMN {preparer.format_column(col)} {col.type.compile(dialect=conn.dialect)}"
+        if col.server_default is not None:
+            default = col.server_default.arg  # type: ignore[attr-defined]
+            ddl += f" DEFAULT {default}"
+        if not col.nullable:
+            ddl += " NOT NULL"
+        conn.exec_driver_sql(ddl)
+
+
+def _migrate_to_2(conn: Connection) -> None:
+    """Schema 2: model_versions.looks (group-sequential looks) and promoted_at."""
+    _add_columns(conn, model_versions, ["looks", "promoted_at"])
+
+
+# Schema version -> the step that upgrades the version before it to it.
+_MIGRATIONS = {2: _migrate_to_2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +345,18 @@ class DecisionRow:
     resolves: str | None = None
     # At most this many fired, unresolved decisions of the rule per model.
     max_concurrent: int | None = None
+    # Per model, for decisions that run actions (a ("action", ...) delivery):
+    # no other such decision of any rule may fire within this much event time
+    # (either side) ...
+    model_cooldown_seconds: float = 0.0
+    # ... nor while this many retrains are in flight (see Store._retrains_in_flight),
+    # a retrain counting for at most ``retrain_timeout_seconds`` of store time.
+    max_concurrent_retrains: int | None = None
+    retrain_timeout_seconds: float = 86400.0
+
+    @property
+    def runs_actions(self) -> bool:
+        return any(kind == "action" for kind, _ in self.deliveries)
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +367,13 @@ class Checkpoint:
     state_version: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    """A cooldown slot taken: what it held before (None: it was new)."""
+
+    previous: tuple[float, str] | None
+
+
 @dataclass
 class BatchResult:
     """What a batch write actually added (rows already present are not counted)."""
@@ -318,6 +382,9 @@ class BatchResult:
     signals: int = 0
     decisions: list[str] = field(default_factory=list)  # fired
     suppressed: list[str] = field(default_factory=list)  # held by a cooldown
+    # Why each suppressed decision was held back: "rule_cooldown", "model_cooldown",
+    # "max_concurrent" or "max_concurrent_retrains" (also in its payload).
+    suppressed_by: dict[str, str] = field(default_factory=dict)
     silenced: list[str] = field(default_factory=list)
     resolved: list[str] = field(default_factory=list)
 
@@ -357,12 +424,17 @@ class Store:
 
     # -- schema -------------------------------------------------------------
     def create_schema(self) -> None:
-        """Create missing tables and record the schema version. Safe to repeat,
-        also from several processes at once (PostgreSQL: under an advisory lock,
-        in one transaction, since DDL is transactional there)."""
+        """Create missing tables, upgrade an older schema and record the schema
+        version. Safe to repeat, also from several processes at once, in one
+        transaction (DDL is transactional on both): PostgreSQL under an advisory
+        lock, SQLite under its write lock (BEGIN IMMEDIATE)."""
         with self.engine.begin() as conn:
             if self._dialect == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+            elif self._dialect == "sqlite":
+                # pysqlite opens a transaction only before DML: take the lock now,
+                # so that the DDL below is in the transaction and processes queue.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
             metadata.create_all(conn)
             found = conn.execute(select(func.max(schema_version.c.version))).scalar()
             if found is None:
@@ -374,6 +446,13 @@ class Store:
                     f"database schema version {found} is newer than this driftd's "
                     f"({SCHEMA_VERSION}); upgrade driftd"
                 )
+            else:
+                for version in range(found + 1, SCHEMA_VERSION + 1):
+                    _MIGRATIONS[version](conn)
+                    conn.execute(
+                        insert(schema_version).values(version=version, applied_at=self._clock())
+                    )
+                    log.info("database schema upgraded to version %d", version)
 
     def schema_version(self) -> int | None:
         with self.engine.connect() as conn:
@@ -451,8 +530,10 @@ class Store:
             ]
             for row in sig_rows:
                 result.signals += conn.execute(self._insert_ignore(signals).values(**row)).rowcount
+            decs = list(decs)
+            self._lock_models(conn, {d.model for d in decs})
             for dec in decs:
-                outcome = self._insert_decision(conn, dec, now)
+                outcome = self._insert_decision(conn, dec, now, result.suppressed_by)
                 if outcome == "fired":
                     result.decisions.append(dec.idempotency_key)
                 elif outcome == "suppressed":
@@ -465,26 +546,54 @@ class Store:
                 self._save_checkpoint(conn, cp, now)
         return result
 
-    def _insert_decision(self, conn: Connection, dec: DecisionRow, now: float) -> str | None:
+    def _lock_models(self, conn: Connection, models: set[str]) -> None:
+        """Serialize decision writes per model across processes until the end of
+        the transaction, so that the counts behind ``max_concurrent`` and
+        ``max_concurrent_retrains`` cannot be read by two writers at once.
+        PostgreSQL: an advisory lock per model, taken in sorted order (no
+        deadlock between batches); SQLite: the database's write lock (pysqlite
+        starts the transaction at the first DML, not at a read)."""
+        if not models:
+            return
+        if self._dialect == "postgresql":
+            for model in sorted(models):
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:ns, hashtext(:model))"),
+                    {"ns": MODEL_LOCK_NAMESPACE, "model": model},
+                )
+        else:
+            c = rule_state.c
+            conn.execute(
+                update(rule_state)
+                .where(c.rule == MODEL_SLOT, c.model == min(models))
+                .values(last_key=c.last_key)
+            )
+
+    def _insert_decision(
+        self, conn: Connection, dec: DecisionRow, now: float, why: dict[str, str] | None = None
+    ) -> str | None:
         """Store a decision: "fired" (with its deliveries), "silenced" (a silence
-        or maintenance window matches), "suppressed" (the rule's cooldown for
-        this model holds), or None if it was stored before (a replay after a
-        crash): then nothing new is sent."""
+        or maintenance window matches), "suppressed" (a limit holds: the reason,
+        also put in ``why``, is the payload's "suppressed_by"), or None if it was
+        stored before (a replay after a crash): then nothing new is sent."""
         seen = conn.execute(
             select(decisions.c.id).where(decisions.c.idempotency_key == dec.idempotency_key)
         ).first()
         if seen is not None:
             return None
+        held: str | None = None
         if dec.outcome == "resolved":
             outcome = "resolved"  # always stored and told, silences or not
         elif self._silenced(conn, dec.rule, dec.model, self._clock()):
             outcome = "silenced"
-        elif dec.max_concurrent is not None and self._open(conn, dec) >= dec.max_concurrent:
-            outcome = "suppressed"
-        elif self._claim_cooldown(conn, dec):
-            outcome = "fired"
         else:
-            outcome = "suppressed"
+            held = self._hold(conn, dec, now)
+            outcome = "fired" if held is None else "suppressed"
+        payload = dict(dec.payload)
+        if held is not None:
+            payload["suppressed_by"] = held
+            if why is not None:
+                why[dec.idempotency_key] = held
         r = conn.execute(
             self._insert_ignore(decisions).values(
                 idempotency_key=dec.idempotency_key,
@@ -495,7 +604,7 @@ class Store:
                 outcome=outcome,
                 event_time=dec.event_time,
                 resolves=dec.resolves,
-                payload=_json_safe(dict(dec.payload)),
+                payload=_json_safe(payload),
                 created_at=now,
             )
         )
@@ -547,30 +656,101 @@ class Store:
         ).first()
         return hit is not None
 
-    def _claim_cooldown(self, conn: Connection, dec: DecisionRow) -> bool:
-        """Atomically take the (rule, model) cooldown slot for ``dec``'s event
-        time; False if another decision holds it. A conditional UPDATE (or the
-        first INSERT) is atomic on both SQLite and PostgreSQL, so two processes
-        cannot both win."""
-        t, cd = dec.event_time, dec.cooldown_seconds
-        key = (rule_state.c.rule == dec.rule) & (rule_state.c.model == dec.model)
-        free = (rule_state.c.last_event_time <= t - cd) | (rule_state.c.last_event_time >= t + cd)
+    def _hold(self, conn: Connection, dec: DecisionRow, now: float) -> str | None:
+        """Why ``dec`` may not fire, or None once it has taken its cooldown slots.
+        In order: the rule's ``max_concurrent``, the model's retrains in flight,
+        the rule's cooldown, then the model's action cooldown (a model-level slot,
+        rule ``MODEL_SLOT``); when only the last is held, the rule's claim is
+        undone in this transaction, so the rule is not cooling down for a
+        decision that did not fire. The last two apply to decisions that run
+        actions only."""
+        if dec.max_concurrent is not None and self._open(conn, dec) >= dec.max_concurrent:
+            return "max_concurrent"
+        acts = dec.runs_actions
+        if acts and dec.max_concurrent_retrains is not None:
+            since = now - dec.retrain_timeout_seconds
+            if self._retrains_in_flight(conn, dec.model, since) >= dec.max_concurrent_retrains:
+                return "max_concurrent_retrains"
+        t, key = dec.event_time, dec.idempotency_key
+        claim = self._claim_cooldown(conn, dec.rule, dec.model, t, dec.cooldown_seconds, key)
+        if claim is None:
+            return "rule_cooldown"
+        if acts and dec.model_cooldown_seconds > 0:
+            cd = dec.model_cooldown_seconds
+            if self._claim_cooldown(conn, MODEL_SLOT, dec.model, t, cd, key) is None:
+                self._release_cooldown(conn, dec.rule, dec.model, key, claim)
+                return "model_cooldown"
+        return None
+
+    def _claim_cooldown(
+        self, conn: Connection, rule: str, model: str, t: float, cd: float, key: str
+    ) -> _Claim | None:
+        """Atomically take the (rule, model) cooldown slot for event time ``t``
+        (decision ``key``); None if another decision holds it, ``cd`` either side.
+        The slot is locked first by a no-op UPDATE (its row on PostgreSQL, the
+        database on SQLite) so that what it held is known for
+        :meth:`_release_cooldown`; the conditional UPDATE (or the first INSERT)
+        is atomic on both SQLite and PostgreSQL, so two processes cannot both win."""
+        c = rule_state.c
+        slot = (c.rule == rule) & (c.model == model)
+        free = (c.last_event_time <= t - cd) | (c.last_event_time >= t + cd)
         for _ in range(3):
-            claim = (
-                update(rule_state)
-                .where(key, free)
-                .values(last_event_time=t, last_key=dec.idempotency_key)
-            )
-            if conn.execute(claim).rowcount == 1:
-                return True
-            if conn.execute(select(rule_state.c.rule).where(key)).first() is not None:
-                return False
+            conn.execute(update(rule_state).where(slot).values(last_key=c.last_key))
+            held = conn.execute(select(c.last_event_time, c.last_key).where(slot)).first()
+            if held is not None:
+                take = update(rule_state).where(slot, free).values(last_event_time=t, last_key=key)
+                if conn.execute(take).rowcount == 1:
+                    return _Claim((held.last_event_time, held.last_key))
+                return None
             first = self._insert_ignore(rule_state).values(
-                rule=dec.rule, model=dec.model, last_event_time=t, last_key=dec.idempotency_key
+                rule=rule, model=model, last_event_time=t, last_key=key
             )
             if conn.execute(first).rowcount == 1:
-                return True
-        return False
+                return _Claim(None)
+        return None
+
+    def _release_cooldown(
+        self, conn: Connection, rule: str, model: str, key: str, claim: _Claim
+    ) -> None:
+        """Undo :meth:`_claim_cooldown` in the same transaction (the slot is still
+        locked by it): give the slot back what it held, or remove a new one."""
+        c = rule_state.c
+        mine = (c.rule == rule) & (c.model == model) & (c.last_key == key)
+        if claim.previous is None:
+            conn.execute(delete(rule_state).where(mine))
+        else:
+            t, last = claim.previous
+            conn.execute(update(rule_state).where(mine).values(last_event_time=t, last_key=last))
+
+    def _retrains_in_flight(self, conn: Connection, model: str, since: float) -> int:
+        """Retrains of ``model`` in flight: fired decisions of any rule but the
+        rollback that run actions, created after ``since`` (store clock), that no
+        decision resolved, that no reported version names as its decision (the
+        pipeline finished), and that have an action delivery not dead."""
+        d, dl, mv = decisions.c, deliveries.c, model_versions.c
+        closed = select(d.resolves).where(d.model == model, d.resolves.is_not(None))
+        done = select(mv.decision_key).where(mv.model == model, mv.decision_key.is_not(None))
+        live = (
+            select(dl.id)
+            .where(dl.decision_key == d.idempotency_key, dl.kind == "action", dl.status != "dead")
+            .exists()
+        )
+        return int(
+            conn.execute(
+                select(func.count())
+                .select_from(decisions)
+                .where(
+                    d.model == model,
+                    d.outcome == "fired",
+                    d.rule != ROLLBACK_RULE,
+                    d.created_at > since,
+                    d.idempotency_key.not_in(closed),
+                    d.idempotency_key.not_in(done),
+                    live,
+                )
+            ).scalar()
+            or 0
+        )
 
     # -- checkpoints ------------------------------------------------------------
     def _save_checkpoint(self, conn: Connection, cp: Checkpoint, now: float) -> None:
@@ -786,6 +966,50 @@ class Store:
                 .where(c.model == model, c.version == version)
                 .values(**values)
             )
+
+    def record_looks(self, model: str, version: str, done: int, looks: int, note: str) -> bool:
+        """Move a candidate's look count from ``done`` to ``looks`` and append
+        ``note`` (the looks' result) to its note; False if another process did
+        these looks first, or it is no candidate any more (then nothing changes)."""
+        c = model_versions.c
+        with self.engine.begin() as conn:
+            r = conn.execute(
+                update(model_versions)
+                .where(
+                    c.model == model,
+                    c.version == version,
+                    c.status == "candidate",
+                    c.looks == done,
+                )
+                .values(looks=looks, note=func.coalesce(c.note + "\n", "") + note)
+            )
+            return r.rowcount == 1
+
+    def promote_version(self, model: str, version: str) -> bool:
+        """The candidate ``version`` becomes active and the version it was
+        compared with is retired, in one transaction; False if it is no
+        candidate any more (rolled back or promoted meanwhile)."""
+        c = model_versions.c
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(c.previous_version).where(c.model == model, c.version == version)
+            ).first()
+            r = conn.execute(
+                update(model_versions)
+                .where(c.model == model, c.version == version, c.status == "candidate")
+                .values(status="active", promoted_at=self._clock())
+            )
+            if r.rowcount != 1:
+                return False
+            if row is not None and row.previous_version is not None:
+                conn.execute(
+                    update(model_versions)
+                    .where(
+                        c.model == model, c.version == row.previous_version, c.status == "active"
+                    )
+                    .values(status="retired")
+                )
+            return True
 
     # -- silences and acknowledgements -------------------------------------------
     def add_silence(

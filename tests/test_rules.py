@@ -212,7 +212,10 @@ def test_store_max_concurrent_and_resolution(tmp_path: Path) -> None:
         )
 
     assert store.write_batch(decs=[row("k1", 10.0)]).decisions == ["k1"]
-    assert store.write_batch(decs=[row("k2", 20.0)]).suppressed == ["k2"]  # one retrain in flight
+    held = store.write_batch(decs=[row("k2", 20.0)])  # one retrain in flight
+    assert held.suppressed == ["k2"] and held.suppressed_by == {"k2": "max_concurrent"}
+    (k2,) = store.rows(decisions, decisions.c.idempotency_key == "k2")
+    assert k2["payload"]["suppressed_by"] == "max_concurrent"
     assert store.write_batch(decs=[row("k1r", 30.0, "resolved", "k1")]).resolved == ["k1r"]
     assert store.write_batch(decs=[row("k3", 40.0)]).decisions == ["k3"]
     assert [(d["decision_key"], d["kind"]) for d in store.rows(deliveries)] == [
@@ -220,3 +223,60 @@ def test_store_max_concurrent_and_resolution(tmp_path: Path) -> None:
         ("k1r", "alert"),
         ("k3", "action"),
     ]
+
+
+def test_daemon_applies_the_models_action_cooldown_and_retrain_limit(tmp_path: Path) -> None:
+    """ModelConfig's action_cooldown_seconds / max_concurrent_retrains reach the
+    store through Daemon._write, across rules; alert-only rules are not held."""
+    from prometheus_client import CollectorRegistry
+
+    from monitor.config import parse_config
+    from monitor.daemon import Daemon
+    from monitor.pipeline import BatchOutput
+    from monitor.store import model_versions
+    from triggers.base import Decision
+
+    model = {"name": "m", "task": "classification", "features": {"x": "numeric"}}
+    cfg = parse_config(
+        {
+            "storage": {"url": f"sqlite:///{tmp_path / 'd.db'}"},
+            "models": [
+                {**model, "action_cooldown_seconds": 600.0, "max_concurrent_retrains": 1},
+                {**model, "name": "other"},
+            ],
+            "actions": [{"type": "command", "name": "retrain", "argv": ["true"]}],
+            "alerts": [{"type": "log", "name": "log"}],
+            "rules": [
+                {"name": "drift", "cooldown_seconds": 0.0, "actions": ["retrain"]},
+                {"name": "perf", "cooldown_seconds": 0.0, "actions": ["retrain"]},
+                {"name": "notify", "cooldown_seconds": 0.0, "alerts": ["log"]},
+            ],
+        }
+    )
+    daemon = Daemon(cfg, registry=CollectorRegistry(), sources=[])
+    daemon.store.create_schema()
+
+    def decide(key: str, rule: str, t: float, model: str = "m") -> str:
+        acts = ("retrain",) if rule != "notify" else ()
+        alerts = ("log",) if rule == "notify" else ()
+        d = Decision(key, rule, model, "v1", "warning", t, (), acts, alerts)
+        daemon._write(BatchOutput(decisions=[d]))
+        (r,) = daemon.store.rows(decisions, decisions.c.idempotency_key == key)
+        return f"{r['outcome']}:{r['payload'].get('suppressed_by', '')}"
+
+    assert decide("a", "drift", 1_000.0) == "fired:"
+    assert decide("b", "perf", 1_300.0) == "suppressed:max_concurrent_retrains"
+    assert decide("c", "notify", 1_300.0) == "fired:"
+    assert decide("d", "drift", 1_000.0, model="other") == "fired:"  # no limits there
+    assert decide("e", "drift", 1_010.0, model="other") == "fired:"
+    # The retrain asked for by "a" completes: the limit frees, the cooldown holds.
+    daemon.store.report_version("m", "v1", "active")
+    daemon.store.report_version("m", "v2", "candidate", decision_key="a")
+    assert decide("f", "perf", 1_300.0) == "suppressed:model_cooldown"
+    assert decide("g", "perf", 1_600.0) == "fired:"
+    assert len(daemon.store.rows(model_versions)) == 2
+    sample = daemon.registry.get_sample_value(
+        "driftd_decisions_total", {"rule": "perf", "model": "m", "outcome": "suppressed"}
+    )
+    assert sample == 2.0
+    daemon.close()

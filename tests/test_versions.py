@@ -4,10 +4,12 @@ watched as candidates and rolled back (statistical test or a critical rule)."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -16,7 +18,14 @@ from monitor.api import Api
 from monitor.config import DriftdConfig, parse_config
 from monitor.daemon import Daemon
 from monitor.store import Store, decisions, make_engine, model_versions, reference_profiles
-from monitor.versions import compare
+from monitor.versions import (
+    compare,
+    look_alpha,
+    look_threshold,
+    looks_due,
+    sequential_look,
+    spent_alpha,
+)
 from tests.helpers import Receiver, start_receiver
 
 TOKEN = "t0ken-for-tests-only"
@@ -156,7 +165,12 @@ def test_rollback_when_the_candidate_is_worse_once(
     rollbacks = store.rows(decisions, decisions.c.rule == "rollback")
     (row,) = store.rows(model_versions, model_versions.c.version == "v2")
     if not fires:
-        assert rollbacks == [] and row["status"] == "candidate"
+        # 2000 outcomes each: looks 0-2 (500, 1000, 2000) passed, so with the
+        # default promote_after_looks = 3 the candidate is promoted.
+        assert rollbacks == [] and row["status"] == "active" and row["looks"] == 3
+        assert row["promoted_at"] is not None and "look 0-2: two_proportion_z" in row["note"]
+        (v1,) = store.rows(model_versions, model_versions.c.version == "v1")
+        assert v1["status"] == "retired"
         assert receiver.wait_for(1, timeout=0.5) == []
         return
     assert len(rollbacks) == 1 and rollbacks[0]["severity"] == "critical"
@@ -165,6 +179,12 @@ def test_rollback_when_the_candidate_is_worse_once(
     body: Any = sent.json()
     assert body["rule"] == "rollback" and body["model_version"] == "v2"
     assert body["rollback"]["to_version"] == "v1" and body["rollback"]["p_value"] < 0.05
+    # The look that rolled it back: the first (2000 outcomes reached looks 0-2 at
+    # once; the earliest's alpha, 0.05 / 2, is the one tested).
+    assert body["rollback"]["look"] == 0 and body["rollback"]["alpha_look"] == 0.025
+    assert body["rollback"]["n"] == 2000 and body["rollback"]["test"] == "two_proportion_z"
+    assert row["looks"] == 1 and "look 0: two_proportion_z" in row["note"]
+    assert row["note"].endswith(": worse") and row["note"].startswith("retrained\n")
     assert sent.headers["Idempotency-Key"] == rollbacks[0]["idempotency_key"]
     # A restart (nothing new to read) decides and sends nothing more.
     store = run(cfg)
@@ -257,3 +277,184 @@ def test_versions_config_is_validated(tmp_path: Path) -> None:
         config(tmp_path, "http://x", model={"versions": {"on_new_version": "adopt_reference"}})
     with pytest.raises(ConfigError, match=r"rollback_actions\[0\]: unknown action 'nope'"):
         config(tmp_path, "http://x", model={"versions": {"rollback_actions": ["nope"]}})
+
+
+# -- the group-sequential schedule ---------------------------------------------------------
+
+
+def test_look_schedule_and_spent_alpha() -> None:
+    assert [look_threshold(500, k) for k in range(4)] == [500, 1000, 2000, 4000]
+    assert [look_alpha(0.05, k) for k in range(3)] == [0.025, 0.0125, 0.00625]
+    for looks in range(1, 12):
+        spent = spent_alpha(0.05, looks)
+        assert spent == pytest.approx(0.05 * (1 - 2**-looks)) and spent < 0.05
+    assert [looks_due(500, n) for n in (0, 499, 500, 999, 1000, 3999, 4000)] == [
+        0,
+        0,
+        1,
+        1,
+        2,
+        3,
+        4,
+    ]
+    same = (1000, 100.0, 100.0)
+    assert sequential_look("classification", same, same, 0.0, 0.05, 500, 2) is None
+    look = sequential_look("classification", same, same, 0.0, 0.05, 500, 0)
+    assert look is not None and (look.first, look.last, look.looks) == (0, 1, 2)
+    assert look.alpha == 0.025 and look.spent == pytest.approx(0.0375)
+    assert look.describe().startswith("look 0-1: two_proportion_z")
+
+
+def _simulate(task: str, worse_by: float, seed: int, sims: int = 400, looks: int = 6) -> float:
+    """The share of ``sims`` candidates rolled back over ``looks`` looks (the
+    candidate's error is ``worse_by`` above the previous version's)."""
+    rng = np.random.default_rng(seed)
+    m = 100
+    n_max = look_threshold(m, looks - 1)
+    rolled_back = 0
+    for _ in range(sims):
+        if task == "classification":
+            prev = (rng.random(n_max) < 0.2).astype(float)
+            cand = (rng.random(n_max) < 0.2 + worse_by).astype(float)
+        else:
+            prev = np.abs(rng.normal(0.0, 1.0, n_max))
+            cand = np.abs(rng.normal(0.0, 1.0, n_max)) + worse_by
+        done = 0
+        for k in range(looks):
+            n = look_threshold(m, k)
+            c = (n, float(cand[:n].sum()), float((cand[:n] ** 2).sum()))
+            p = (n, float(prev[:n].sum()), float((prev[:n] ** 2).sum()))
+            look = sequential_look(task, c, p, 0.0, 0.05, m, done)
+            assert look is not None and look.first == k
+            if look.comparison.worse:
+                rolled_back += 1
+                break
+            done = look.looks
+    return rolled_back / sims
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_equal_candidate_is_rolled_back_at_most_alpha_of_the_time(task: str) -> None:
+    """400 seeded candidates equal to the previous version, 6 looks each (100 to
+    3200 outcomes): rolled back at most alpha plus three binomial standard errors
+    of the time (testing at alpha at every look would be ~0.18)."""
+    alpha, sims = 0.05, 400
+    bound = alpha + 3 * math.sqrt(alpha * (1 - alpha) / sims)
+    assert _simulate(task, 0.0, seed=20260101, sims=sims) <= bound
+
+
+@pytest.mark.parametrize("task, worse_by", [("classification", 0.1), ("regression", 0.3)])
+def test_clearly_worse_candidate_is_rolled_back(task: str, worse_by: float) -> None:
+    assert _simulate(task, worse_by, seed=7, sims=50) == 1.0
+    clear = (1000, 300.0, 300.0), (1000, 100.0, 100.0)
+    look = sequential_look("classification", *clear, 0.02, 0.05, 500, 1)
+    assert look is not None and look.comparison.worse and look.looks == 2
+
+
+# -- looks in the daemon: persisted, corrected, promoted ---------------------------------------
+
+
+class Feeder:
+    """Feeds events into a daemon's pipeline and stores what it derives."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.offset = 0
+
+    def __call__(self, *parts: Events) -> None:
+        recs = []
+        for preds, outs in parts:
+            for p, o in zip(preds, outs, strict=True):
+                recs.append(Record(PREDICTIONS, json.dumps(p).encode(), "p", self.offset))
+                recs.append(Record(OUTCOMES, json.dumps(o).encode(), "o", self.offset))
+                self.offset += 1
+        self.daemon._write(self.daemon.pipeline.process(recs, "mem"))
+
+
+def test_looks_are_made_once_survive_a_restart_and_promote(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    versions = {"min_outcomes": 100, "rollback_actions": ["rb"], "promote_after_looks": 3}
+    cfg = config(tmp_path, receiver.url, model={"versions": versions})
+    api = api_for(cfg)
+    report(api, "v1")
+    report(api, "v2")
+    store = api._store
+
+    def looks() -> tuple[int, str]:
+        row = store.model_version("m", "v2")
+        assert row is not None
+        return row["looks"], row["status"]
+
+    one = Daemon(cfg, registry=CollectorRegistry(), sources=[])
+    feed = Feeder(one)
+    feed(events("v1", 400, (1, 10), 0), events("v2", 99, (1, 10), 400))
+    one._check_versions()
+    assert looks() == (0, "candidate")  # 99 < min_outcomes
+    feed(events("v2", 1, (1, 10), 499))
+    one._check_versions()
+    assert looks() == (1, "candidate")
+    one._check_versions()  # no new data: no new look
+    assert looks() == (1, "candidate")
+    one.close()
+    # A restart (here: the same events again, as from an older checkpoint)
+    # does not repeat look 0.
+    two = Daemon(cfg, registry=CollectorRegistry(), sources=[])
+    feed = Feeder(two)
+    feed(events("v1", 400, (1, 10), 0), events("v2", 100, (1, 10), 400))
+    two._check_versions()
+    assert looks() == (1, "candidate")
+    feed(events("v2", 100, (1, 10), 500))
+    two._check_versions()
+    assert looks() == (2, "candidate")
+    feed(events("v2", 200, (1, 10), 600))
+    two._check_versions()
+    assert looks() == (3, "active")  # passed promote_after_looks looks
+    v1, v2 = store.model_version("m", "v1"), store.model_version("m", "v2")
+    assert v1 is not None and v2 is not None and v1["status"] == "retired"
+    assert v2["promoted_at"] is not None
+    assert [line.split(":")[0] for line in v2["note"].splitlines()] == [
+        "retrained",
+        "look 0",
+        "look 1",
+        "look 2",
+    ]
+    samples = two.registry.get_sample_value("driftd_version_promotions_total", {"model": "m"})
+    assert samples == 1.0
+    feed(events("v2", 400, (5, 10), 800))  # now much worse, but promoted: not compared
+    two._check_versions()
+    assert store.rows(decisions, decisions.c.rule == "rollback") == []
+    two.close()
+
+
+def test_a_look_tests_at_its_spent_alpha_and_rolls_back_with_the_look(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    versions = {"min_outcomes": 100, "rollback_actions": ["rb"], "rollback_margin": 0.0}
+    cfg = config(tmp_path, receiver.url, model={"versions": versions})
+    api = api_for(cfg)
+    report(api, "v1")
+    report(api, "v2")
+    daemon = Daemon(cfg, registry=CollectorRegistry(), sources=[])
+    feed = Feeder(daemon)
+    # 19 errors in 100 against 10 in 100: p ~ 0.034, below alpha = 0.05 (testing
+    # at alpha at every checkpoint would roll back here) but not below 0.025.
+    feed(events("v1", 100, (1, 10), 0), events("v2", 100, (19, 100), 200))
+    tallies = daemon.pipeline.error_tallies("m")
+    p = compare("classification", tallies["v2"], tallies["v1"], 0.0, 0.05).p_value
+    assert 0.025 < p < 0.05
+    daemon._check_versions()
+    row = daemon.store.model_version("m", "v2")
+    assert row is not None and (row["looks"], row["status"]) == (1, "candidate")
+    assert "look 0: two_proportion_z" in row["note"] and row["note"].endswith("not worse")
+    # Twice the data, the same excess: look 1 (alpha 0.0125) rolls it back.
+    feed(events("v1", 100, (1, 10), 100), events("v2", 100, (19, 100), 300))
+    daemon._check_versions()
+    (rb,) = daemon.store.rows(decisions, decisions.c.rule == "rollback")
+    detail = rb["payload"]["rollback"]
+    assert (detail["look"], detail["looks"], detail["n"]) == (1, 2, 200)
+    assert detail["alpha_look"] == 0.0125 and detail["alpha_spent"] == pytest.approx(0.0375)
+    assert detail["p_value"] < 0.0125 and detail["alpha"] == 0.05
+    row = daemon.store.model_version("m", "v2")
+    assert row is not None and (row["looks"], row["status"]) == (2, "rolled_back")
+    daemon.close()
