@@ -70,7 +70,9 @@ class BatchRunner:
         from apscheduler.triggers.cron import CronTrigger
         from apscheduler.triggers.interval import IntervalTrigger
 
-        models = [m for m in self.config.models if m.batch is not None]
+        # Windows that close themselves (window_rows / window_seconds) are judged
+        # by the run loop as they close: no job.
+        models = [m for m in self.config.models if m.batch and not m.batch.closed_by_events]
         if not models:
             return
         scheduler = BackgroundScheduler(
@@ -130,6 +132,20 @@ class BatchRunner:
             self._publish(outcome)  # rules see every judged check (persistence)
         return outcome
 
+    def run_closed(self, window: Window) -> CheckOutcome:
+        """Judge a window that closed itself (``window_rows`` / ``window_seconds``).
+        Runs in the caller's thread (the run loop). Safe to repeat for one window:
+        its check is stored once (found again by model, bounds and size), so its
+        signals keep their keys."""
+        model = window.model
+        adopted = self._adopt(model, lambda _model, _take: window)
+        if adopted is not None:
+            return adopted
+        outcome = self.run(model, window, repeatable=True)
+        if outcome.status in ("ok", "failed"):
+            outcome.n, outcome.event_time = window.n, window.last_time
+        return outcome
+
     def _adopt(self, model: str, get: WindowRequest) -> CheckOutcome | None:
         """``on_new_version = "adopt_reference"``: once the window holds only the
         newly reported version, capture its first ``adopt_first`` predictions as
@@ -175,12 +191,16 @@ class BatchRunner:
         )
 
     # -- one run ---------------------------------------------------------------
-    def run(self, model_name: str, window: Window | None) -> CheckOutcome:
+    def run(
+        self, model_name: str, window: Window | None, *, repeatable: bool = False
+    ) -> CheckOutcome:
+        """Judge ``window``. ``repeatable``: a window judged before (a restart
+        after a crash) reuses its stored check instead of adding one."""
         model = next(m for m in self.config.models if m.name == model_name)
         assert model.batch is not None
         t0 = time.perf_counter()
         try:
-            outcome = self._run(model, window)
+            outcome = self._run(model, window, repeatable)
         except Exception as exc:  # a bad window or reference must not stop the schedule
             log.exception("batch check of %s failed", model_name)
             outcome = CheckOutcome(model_name, "error", str(exc))
@@ -188,7 +208,7 @@ class BatchRunner:
         self.metrics.batch_check_seconds.observe(time.perf_counter() - t0)
         return outcome
 
-    def _run(self, model: ModelConfig, window: Window | None) -> CheckOutcome:
+    def _run(self, model: ModelConfig, window: Window | None, repeatable: bool) -> CheckOutcome:
         batch = model.batch
         assert batch is not None
         ref = self.store.load_reference(model.name, _version(window))
@@ -219,7 +239,7 @@ class BatchRunner:
             )
         from monitor.batch_eval import evaluate
 
-        return evaluate(self, model, window, ref)
+        return evaluate(self, model, window, ref, repeatable)
 
 
 def _version(window: Window | None) -> str:

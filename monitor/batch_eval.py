@@ -43,7 +43,11 @@ def segments(model: ModelConfig, window: Window) -> list[tuple[str, Window]]:
 
 
 def evaluate(
-    runner: BatchRunner, model: ModelConfig, window: Window, ref: dict[str, Any]
+    runner: BatchRunner,
+    model: ModelConfig,
+    window: Window,
+    ref: dict[str, Any],
+    repeatable: bool = False,
 ) -> CheckOutcome:
     from detectors.batch import check, decode_profile
     from monitor.batch import CheckOutcome
@@ -123,6 +127,7 @@ def evaluate(
                 "report": report,
             },
             results,
+            reuse=repeatable,
         )
         outcome.check_ids.append(check_id)
         for row in results:

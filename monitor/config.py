@@ -205,8 +205,20 @@ class BatchConfig(_Node, frozen=True):
     interval_seconds: Positive = 300.0
     # ... or on a cron expression ("*/5 * * * *"), which wins when set.
     cron: str | None = None
+    # What a check judges (per shard: a file replay has one, Kafka one per partition):
+    # tumbling, no length: every prediction since the last scheduled run;
+    # tumbling + window_rows: consecutive windows of exactly that many predictions,
+    #   judged by the run loop as each one fills (the schedule is not used);
+    # tumbling + window_seconds: event-time buckets aligned to multiples of it,
+    #   judged when the first later event arrives (the schedule is not used);
+    # sliding + window_rows / window_seconds: the last that many predictions / the
+    #   predictions of the last that many seconds of event time, on the schedule;
+    # sliding, no length: the last window_max_rows predictions, on the schedule.
     window: Literal["tumbling", "sliding"] = "tumbling"
-    # Rows kept per shard per window (a uniform sample beyond it).
+    window_rows: PositiveInt | None = None
+    window_seconds: Positive | None = None
+    # Rows kept per shard per window (a uniform sample beyond it; a sliding
+    # window keeps at most this many of its newest rows).
     window_max_rows: PositiveInt = 20_000
     # A window with fewer predictions is not judged.
     min_rows: PositiveInt = 200
@@ -224,6 +236,40 @@ class BatchConfig(_Node, frozen=True):
     report_max_age_seconds: Positive = 7 * 86400.0
     # The whole confidence interval must be this much worse than the baseline.
     performance_margin: NonNegative = 0.02
+
+    def __post_init__(self) -> None:
+        if self.window_rows is not None and self.window_seconds is not None:
+            raise ValueError("set window_rows or window_seconds, not both")
+        if self.window_rows is not None and self.window_rows < self.min_rows:
+            raise ValueError(
+                f"window_rows ({self.window_rows}) is below min_rows ({self.min_rows}): "
+                "no window would ever be judged"
+            )
+        if self.window == "sliding" and (self.window_rows or 0) > self.window_max_rows:
+            raise ValueError(
+                f"a sliding window keeps its rows: window_rows ({self.window_rows}) cannot "
+                f"exceed window_max_rows ({self.window_max_rows})"
+            )
+        if self.closed_by_events:
+            ref = self.reference
+            if ref.capture_until is not None:
+                raise ValueError(
+                    "a capture_from/capture_until reference needs a scheduled window "
+                    "(no window_rows or window_seconds with a tumbling window)"
+                )
+            if self.window_rows is not None and (ref.capture_first or 0) > self.window_rows:
+                raise ValueError(
+                    f"reference.capture_first ({ref.capture_first}) cannot exceed "
+                    f"window_rows ({self.window_rows}): the reference is the first window"
+                )
+
+    @property
+    def closed_by_events(self) -> bool:
+        """Windows close as events arrive (count or event-time buckets), not on
+        the schedule."""
+        return self.window == "tumbling" and (
+            self.window_rows is not None or self.window_seconds is not None
+        )
 
 
 class VersionsConfig(_Node, frozen=True):
@@ -282,6 +328,17 @@ class ModelConfig(_Node, frozen=True):
             and self.versions.adopt_first > self.batch.window_max_rows
         ):
             raise ValueError("versions.adopt_first cannot exceed batch.window_max_rows")
+        if (
+            self.versions is not None
+            and self.batch is not None
+            and self.versions.on_new_version == "adopt_reference"
+            and self.batch.closed_by_events
+            and self.versions.adopt_first > (self.batch.window_rows or self.versions.adopt_first)
+        ):
+            raise ValueError(
+                "versions.adopt_first cannot exceed batch.window_rows: the new reference "
+                "is taken from one window"
+            )
         if not self.features:
             raise ValueError(f"model {self.name!r} declares no features")
         if self.score_field != "score" and not self.score_field.startswith("probabilities."):

@@ -181,8 +181,12 @@ class Daemon:
             if all(st.source.exhausted for st in self.sources):
                 # A finished replay: judge what is left in the windows (in this
                 # thread, which owns them; signals go through the queue).
+                for st in self.sources:
+                    for source, n in list(self.pipeline.shards):
+                        if source == st.source.name:
+                            self._judge_closed(st, n, final=True)
                 for m in self.config.models:
-                    if m.batch is not None:
+                    if m.batch is not None and not m.batch.closed_by_events:
                         self.batch.run_scheduled(m.name, take=self._take_window)
                 self._service()
             self.checkpoint()
@@ -332,31 +336,9 @@ class Daemon:
                 check = self._batch_signals.get_nowait()
             except queue.Empty:
                 break
-            decisions = [
-                d
-                for s in check.signals
-                for r in self._model_rules
-                if (d := r.observe(s)) is not None
-            ]
-            marker = Signal(
-                f"{check.model}|check|{check.check_ids}",
-                check.model,
-                "*",
-                "check",
-                "check",
-                "failed",
-                float(bool(check.signals)),
-                check.n,
-                check.event_time,
+            self._write(
+                BatchOutput(signals=check.signals, decisions=observe(check, self._model_rules))
             )
-            for r in self._model_rules:
-                for dec in (
-                    r.observe_check(check.model, check.signals, marker),
-                    r.tick(check.model, check.event_time),
-                ):
-                    if dec is not None:
-                        decisions.append(dec)
-            self._write(BatchOutput(signals=check.signals, decisions=decisions))
 
     def _process(self, st: _SourceState, records: Sequence[object]) -> None:
         t0 = time.perf_counter()
@@ -369,9 +351,35 @@ class Daemon:
         st.positions.update(out.positions)
         st.partition_shard.update(out.shards)
         st.dirty.update(out.shards.values())
+        for n in set(out.shards.values()):
+            self._judge_closed(st, n)
         elapsed = time.perf_counter() - t0
         self.metrics.batch_seconds.observe(elapsed)
         self.metrics.event_seconds.observe(elapsed / len(records))
+
+    def _judge_closed(self, st: _SourceState, n: int, final: bool = False) -> None:
+        """Judge the windows shard ``n`` closed itself (``window_rows`` /
+        ``window_seconds``), oldest first, in the loop thread: the shard's own
+        rules take the signals, and a window is dropped only once its check is
+        stored, so a crash judges it again (same check, same signal keys: no
+        second decision). ``final``: also close and judge the open windows (a
+        finished replay). Blocks for the checks (the loop's backpressure)."""
+        state = self.pipeline.shards.get((st.source.name, n))
+        if state is None or state.windows is None:
+            return
+        windows = state.windows
+        if final:
+            for m in self.config.models:
+                if m.batch is not None and m.batch.closed_by_events:
+                    windows.close(m.name)
+        for w in list(windows.closed):
+            check = self.batch.run_closed(w)
+            if check.status in ("ok", "failed"):
+                self._write(
+                    BatchOutput(signals=check.signals, decisions=observe(check, state.rules))
+                )
+            windows.ack(w.model, w.seq)
+            st.dirty.add(n)
 
     def _write(self, out: BatchOutput) -> None:
         """Store what a batch derived (one transaction) and report it."""
@@ -655,3 +663,29 @@ def _version() -> str:
         return version("driftd")
     except Exception:
         return "dev"
+
+
+def observe(check: CheckOutcome, rules: Sequence[Rule]) -> list[Decision]:
+    """What ``rules`` decide on one judged batch check: each failure as a
+    signal, then the check itself (persistence over checks) and the passing
+    of event time (resolution)."""
+    decisions = [d for s in check.signals for r in rules if (d := r.observe(s)) is not None]
+    marker = Signal(
+        f"{check.model}|check|{check.check_ids}",
+        check.model,
+        "*",
+        "check",
+        "check",
+        "failed",
+        float(bool(check.signals)),
+        check.n,
+        check.event_time,
+    )
+    for r in rules:
+        for dec in (
+            r.observe_check(check.model, check.signals, marker),
+            r.tick(check.model, check.event_time),
+        ):
+            if dec is not None:
+                decisions.append(dec)
+    return decisions

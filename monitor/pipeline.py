@@ -41,11 +41,11 @@ from monitor.events import (
 )
 from monitor.join import JoinBuffer
 from monitor.store import DeadLetter
-from monitor.windows import WindowBuffer
+from monitor.windows import WindowBuffer, window_spec
 from triggers.base import Decision, Rule, Signal
 from triggers.registry import make_rule
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 # One detector on one value stream: (target label, detector type, spec index, detector).
 Slot = tuple[str, str, int, StreamDetector]
@@ -190,8 +190,11 @@ class Pipeline:
             batch = [m.batch for m in self.config.models if m.batch is not None]
             if batch:
                 state.windows = WindowBuffer(
-                    max_rows=max(b.window_max_rows for b in batch),
-                    sliding=any(b.window == "sliding" for b in batch),
+                    specs={
+                        m.name: window_spec(m.batch)
+                        for m in self.config.models
+                        if m.batch is not None
+                    },
                     # Not hash(): str hashes differ between processes.
                     seed=zlib.crc32(f"{n[0]}/{n[1]}".encode()),
                 )

@@ -886,9 +886,27 @@ class Store:
                     return dict(row._mapping)
         return None
 
-    def save_check(self, check: Mapping[str, Any], results: Iterable[Mapping[str, Any]]) -> int:
-        """Store one check and its results in one transaction."""
+    def save_check(
+        self, check: Mapping[str, Any], results: Iterable[Mapping[str, Any]], reuse: bool = False
+    ) -> int:
+        """Store one check and its results in one transaction. ``reuse``: if a
+        check of the same model, segment, window bounds and size is stored
+        (the same self-closed window judged again after a restart), return its
+        id and store nothing."""
         with self.engine.begin() as conn:
+            if reuse:
+                c = batch_checks.c
+                seen = conn.execute(
+                    select(c.id).where(
+                        c.model == check["model"],
+                        c.segment == check["segment"],
+                        c.window_start == check["window_start"],
+                        c.window_end == check["window_end"],
+                        c.n_rows == check["n_rows"],
+                    )
+                ).first()
+                if seen is not None:
+                    return int(seen[0])
             r = conn.execute(insert(batch_checks).values(**check, created_at=self._clock()))
             key = r.inserted_primary_key
             assert key is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import time
@@ -194,3 +195,126 @@ def test_reference_captured_from_the_stream(tmp_path: Path, reference: str) -> N
     assert judged + ref["n_rows"] <= 20000 + 1 and judged > 0
     late = [c for c in checks if c["window_start"] > DRIFT_TIME + 600]
     assert late and all(any(k.startswith("drift:") for k in c["summary"]["failed"]) for c in late)
+
+
+PERSISTENT_DRIFT_RULE = """
+[[rules]]
+name = "drift-two-checks-running"
+model = "credit-risk"
+cooldown_seconds = 0.0
+alerts = ["log"]
+  [[rules.all]]
+  detectors = ["drift:*"]
+  targets = ["feature:utilization"]
+  min_signals = 2
+  of_last_checks = 2
+"""
+
+
+def _windowed_run(tmp_path: Path, window: str, extra: str = "") -> Daemon:
+    cfg = tmp_path / "c.toml"
+    text = demo_config_text(tmp_path / "d.db", extra=extra)
+    text = text.replace('window = "tumbling"\n', window + "\n")
+    cfg.write_text(text)
+    daemon = Daemon(load_config(cfg), registry=CollectorRegistry())
+    daemon.run(serve_http=False)
+    return daemon
+
+
+def _drifted(check: dict[str, object]) -> set[str]:
+    failed = check["summary"]["failed"]  # type: ignore[index]
+    return {k.split(":")[2] for k in failed if k.startswith("drift:") and k.split(":")[2] != "None"}
+
+
+def test_count_windows_judge_every_n_predictions_as_they_fill(tmp_path: Path) -> None:
+    daemon = _windowed_run(
+        tmp_path, 'window = "tumbling"\n  window_rows = 4000', PERSISTENT_DRIFT_RULE
+    )
+    store = daemon.store
+    checks = store.rows(batch_checks, batch_checks.c.segment == "", order_by=batch_checks.c.id)
+    # 20000 predictions: five windows of exactly 4000, judged in stream order.
+    assert [c["n_rows"] for c in checks] == [4000] * 5
+    assert [c["window_start"] for c in checks] == sorted(c["window_start"] for c in checks)
+    assert all(b["window_start"] > a["window_end"] for a, b in itertools.pairwise(checks))
+    # The drift starts at prediction 12000: windows 0-2 are clean; 3 and 4 hold
+    # only drifted predictions, so the region mix change (which 8000 of 20000
+    # in one window dilutes below the threshold) is flagged too.
+    assert [_drifted(c) for c in checks[:3]] == [set(), set(), set()]
+    assert _drifted(checks[3]) == SHIFTED | {"region"} == _drifted(checks[4])
+    # The shard's rules saw the checks: two failing checks in a row fire once,
+    # at the second drifted window.
+    (dec,) = store.rows(decisions, decisions.c.rule == "drift-two-checks-running")
+    assert dec["outcome"] == "fired" and dec["event_time"] == checks[4]["window_end"]
+    # Judged and dropped: nothing waits in the checkpoint.
+    (state,) = daemon.pipeline.shards.values()
+    assert state.windows is not None and state.windows.closed == []
+
+
+def test_event_time_windows_are_aligned_buckets(tmp_path: Path) -> None:
+    daemon = _windowed_run(tmp_path, 'window = "tumbling"\n  window_seconds = 3600.0')
+    checks = daemon.store.rows(
+        batch_checks, batch_checks.c.segment == "", order_by=batch_checks.c.id
+    )
+    # Predictions come every 2 s from an hour boundary: 1800 per hour, 11 full
+    # hours, then 200 (below min_rows 500: not judged).
+    assert [c["n_rows"] for c in checks] == [1800] * 11
+    for c in checks:
+        start = int(c["window_start"]) // 3600 * 3600
+        assert c["window_start"] == start and c["window_end"] < start + 3600
+
+
+def test_sliding_time_window_judges_the_last_hour(tmp_path: Path) -> None:
+    daemon = _windowed_run(tmp_path, 'window = "sliding"\n  window_seconds = 3600.0')
+    (check,) = daemon.store.rows(batch_checks, batch_checks.c.segment == "")
+    assert check["n_rows"] == 1800  # the end-of-replay check: the newest hour only
+    assert check["window_end"] - check["window_start"] < 3600
+    assert _drifted(check) == SHIFTED | {"region"}  # all drifted rows: region too
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_a_crash_after_a_window_is_judged_judges_it_again_without_a_second_check(
+    tmp_path: Path,
+) -> None:
+    window = 'window = "tumbling"\n  window_rows = 4000'
+    (tmp_path / "ref").mkdir()
+    (tmp_path / "crash").mkdir()
+    ref = _windowed_run(tmp_path / "ref", window, PERSISTENT_DRIFT_RULE)
+    cfg = tmp_path / "crash" / "c.toml"
+    cfg.write_text(
+        demo_config_text(tmp_path / "crash" / "d.db", extra=PERSISTENT_DRIFT_RULE).replace(
+            'window = "tumbling"\n', window + "\n"
+        )
+    )
+    first = Daemon(load_config(cfg), registry=CollectorRegistry())
+    judge = first.batch.run_closed
+    judged = 0
+
+    def crash_after_the_fourth_check(w):  # type: ignore[no-untyped-def]
+        nonlocal judged
+        out = judge(w)
+        judged += 1
+        if judged == 4:  # its check is stored; its signals and the checkpoint are not
+            raise _Crash
+        return out
+
+    first.batch.run_closed = crash_after_the_fourth_check  # type: ignore[method-assign]
+    with pytest.raises(_Crash):
+        first.run(serve_http=False)
+    assert len(first.store.rows(batch_checks, batch_checks.c.segment == "")) == 4
+    again = Daemon(load_config(cfg), registry=CollectorRegistry())
+    again.run(serve_http=False)
+
+    def view(d: Daemon) -> tuple[object, ...]:
+        return (
+            [
+                (c["id"], c["segment"], c["window_start"], c["n_rows"], c["failed"])
+                for c in d.store.rows(batch_checks, order_by=batch_checks.c.id)
+            ],
+            sorted(s["signal_key"] for s in d.store.rows(signals)),
+            sorted((x["idempotency_key"], x["outcome"]) for x in d.store.rows(decisions)),
+        )
+
+    assert view(again) == view(ref)

@@ -226,3 +226,42 @@ def test_batch_reference_needs_exactly_one_source() -> None:
     raw["models"][0]["batch"]["tests"] = {}
     raw["models"][0]["batch"]["segment_by"] = "income"
     assert error_of(raw) == "models[0].batch.segment_by: 'income' is not a categorical feature"
+
+
+@pytest.mark.parametrize(
+    ("batch", "message"),
+    [
+        ({"window_rows": 1000, "window_seconds": 60.0}, "set window_rows or window_seconds"),
+        ({"window_rows": 100}, "window_rows (100) is below min_rows (500)"),
+        (
+            {"window": "sliding", "window_rows": 30000},
+            "window_rows (30000) cannot exceed window_max_rows (20000)",
+        ),
+        (
+            {"window_rows": 1000, "reference": {"capture_first": 2000}},
+            "reference.capture_first (2000) cannot exceed window_rows (1000)",
+        ),
+        (
+            {"window_seconds": 60.0, "reference": {"capture_from": 1.0, "capture_until": 2.0}},
+            "a capture_from/capture_until reference needs a scheduled window",
+        ),
+        ({"window_seconds": 0.0}, "models[0].batch.window_seconds: "),
+    ],
+)
+def test_window_lengths_are_checked(batch: dict[str, Any], message: str) -> None:
+    raw = base()
+    raw["models"][0]["batch"].update(batch)
+    error = error_of(raw)
+    assert message in error and error.startswith("models[0].batch"), error
+
+
+def test_window_lengths_parse() -> None:
+    raw = base()
+    raw["models"][0]["batch"].update({"window": "sliding", "window_seconds": 3600.0})
+    batch = parse_config(raw, {}).models[0].batch
+    assert batch is not None and batch.window_seconds == 3600.0 and not batch.closed_by_events
+    raw["models"][0]["batch"].update({"window": "tumbling", "window_seconds": None})
+    del raw["models"][0]["batch"]["window_seconds"]
+    raw["models"][0]["batch"]["window_rows"] = 5000
+    batch = parse_config(raw, {}).models[0].batch
+    assert batch is not None and batch.window_rows == 5000 and batch.closed_by_events

@@ -14,19 +14,23 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import create_engine
 
 from monitor.config import load_config
 from monitor.daemon import Daemon
 from monitor.pipeline import ShardState
-from monitor.store import Store, dead_letters, decisions, deliveries, signals
+from monitor.store import Store, batch_checks, dead_letters, decisions, deliveries, signals
 from tests.helpers import Receiver, demo_config_text
 
 KEY = "restart-test-key-0123456789"
 
 
-def _config(tmp: Path, name: str, receiver: Receiver, speed: float) -> Path:
+COUNT_WINDOWS = 'window = "tumbling"\n  window_rows = 2500'
+
+
+def _config(tmp: Path, name: str, receiver: Receiver, speed: float, window: str = "") -> Path:
     actions = (
         '[[actions]]\ntype = "webhook"\nname = "retrain"\n'
         f'url = "{receiver.url}/{name}"\nsigning_key = "${{DRIFTD_TEST_KEY}}"\nbackoff_seconds = 0.1\n'
@@ -35,6 +39,8 @@ def _config(tmp: Path, name: str, receiver: Receiver, speed: float) -> Path:
     text = text.replace("checkpoint_interval_seconds = 5.0", "checkpoint_interval_seconds = 0.2")
     text = text.replace("batch_size = 2000", "batch_size = 500")
     text = text.replace("speed = 0 ", f"speed = {speed} ")
+    if window:
+        text = text.replace('window = "tumbling"', window)
     path = tmp / f"{name}.toml"
     path.write_text(text)
     return path
@@ -75,7 +81,7 @@ def _detector_states(state: ShardState) -> dict[str, Any]:
     return out
 
 
-def _store_view(db: Path) -> dict[str, Any]:
+def _store_view(db: Path, counted_windows: bool = False) -> dict[str, Any]:
     store = Store(create_engine(f"sqlite:///{db}"))
     return {
         "signals": sorted(r["signal_key"] for r in store.rows(signals)),
@@ -84,17 +90,26 @@ def _store_view(db: Path) -> dict[str, Any]:
         ),
         "dead": store.count(dead_letters),
         "deliveries": sorted((r["target"], r["status"]) for r in store.rows(deliveries)),
+        # (Scheduled checks depend on wall time; windows that close themselves do not.)
+        "checks": sorted(
+            (r["id"], r["segment"], r["window_start"], r["window_end"], r["n_rows"], r["failed"])
+            for r in store.rows(batch_checks)
+        )
+        if counted_windows
+        else None,
     }
 
 
+@pytest.mark.parametrize("window", ["", COUNT_WINDOWS], ids=["scheduled", "count-windows"])
 def test_kill_9_at_random_points_loses_and_doubles_nothing(
-    tmp_path: Path, receiver: Receiver
+    tmp_path: Path, receiver: Receiver, window: str
 ) -> None:
     env = {**os.environ, "DRIFTD_TEST_KEY": KEY}
     os.environ["DRIFTD_TEST_KEY"] = KEY
     try:
         reference = Daemon(
-            load_config(_config(tmp_path, "ref", receiver, 0)), registry=CollectorRegistry()
+            load_config(_config(tmp_path, "ref", receiver, 0, window)),
+            registry=CollectorRegistry(),
         )
         reference.run(serve_http=False)
     finally:
@@ -104,7 +119,7 @@ def test_kill_9_at_random_points_loses_and_doubles_nothing(
     # 20000 predictions, 2 s apart: at speed 10000 the replay takes about 4 s
     # of processing, so kills 0.05-0.6 s after each start land all along it
     # (in batches, in checkpoints, in deliveries).
-    cfg = _config(tmp_path, "killed", receiver, 10000)
+    cfg = _config(tmp_path, "killed", receiver, 10000, window)
     rng = random.Random(20261125)
     kills = 0
     for _ in range(40):
@@ -139,8 +154,13 @@ def test_kill_9_at_random_points_loses_and_doubles_nothing(
     assert state.counts == ref_state.counts
     assert state.join.stats == ref_state.join.stats
     assert _detector_states(state) == _detector_states(ref_state)
-    view, ref_view = _store_view(tmp_path / "killed.db"), _store_view(tmp_path / "ref.db")
+    counted = bool(window)
+    view = _store_view(tmp_path / "killed.db", counted)
+    ref_view = _store_view(tmp_path / "ref.db", counted)
     assert view == ref_view
+    if counted:  # 20000 predictions: 8 windows, each judged once (and per segment)
+        assert sum(1 for c in view["checks"] if c[1] == "") == 8
+        assert state.windows is not None and state.windows.closed == []
     assert len(view["decisions"]) == 1
     # At-least-once delivery: a kill between send and record may repeat the
     # POST, always with the decision's key, so the receiver keeps one.
