@@ -19,11 +19,17 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from connectors.base import OUTCOMES, PREDICTIONS, RebalanceListener, Record, Source
 from connectors.file_replay import event_time
-from connectors.kafka_backend import BackendError, ConsumerBackend, ProducerBackend, TopicPartition
+from connectors.kafka_backend import (
+    BackendError,
+    ConsumerBackend,
+    Headers,
+    ProducerBackend,
+    TopicPartition,
+)
 
 log = logging.getLogger("driftd.kafka")
 
@@ -108,7 +114,9 @@ class Backpressure:
     keeps driving the client (heartbeats, rebalances) while returning ``[]``.
     Fetching resumes once ``commit`` brings the in-flight count down to
     ``resume_fraction * max_in_flight_records``. The client's own prefetch is
-    bounded by the fetch sizes in :class:`KafkaSettings`.
+    bounded by the fetch sizes in :class:`KafkaSettings`. Partitions pause the
+    same way while the source's :class:`DeadLetterProducer` is ``full`` (dead
+    letters the broker has not acknowledged), until a flush empties it.
 
     The bound must exceed (event rate x checkpoint interval), or the source
     stalls until each checkpoint: 1,000,000 allows 200k events/s with the
@@ -138,7 +146,11 @@ class KafkaSource(Source):
     backoff (``reconnect_backoff_ms`` .. ``reconnect_backoff_max_ms``);
     ``ready()`` is False meanwhile and reading resumes at the positions held.
     A client that cannot start or fails for good is closed and rebuilt from
-    ``poll`` with the same exponential backoff.
+    ``poll`` with the same exponential backoff. The dead-letter producer
+    (``dead_letters``) is built lazily and rebuilt the same way; dead letters
+    wait in it meanwhile, and :meth:`flush_dead_letters` raises until they are
+    acknowledged (the daemon then skips the checkpoint: nothing is committed
+    past them).
     """
 
     name = "kafka"
@@ -243,8 +255,18 @@ class KafkaSource(Source):
             self._dead_letters.send(value, reason, source=partition, offset=offset)
 
     def flush_dead_letters(self) -> None:
-        if self._dead_letters is not None:
-            self._dead_letters.flush()
+        """Block until the dead letters sent are acknowledged (see
+        :class:`DeadLetterProducer`). Raises :class:`BackendError` if they are
+        not, at once (no flush timeout to wait out) while the consumer does not
+        reach the cluster; they are kept and the next call tries again."""
+        dead = self._dead_letters
+        if dead is None or not dead.pending:
+            return
+        if not self._connected:
+            raise BackendError(
+                f"{dead.pending} dead letters for topic {dead.topic!r} held: kafka unreachable"
+            )
+        dead.flush()
 
     def close(self) -> None:
         """Leave the group and release the client. Does not call the listener.
@@ -308,14 +330,27 @@ class KafkaSource(Source):
         records the next poll may hand out (0: paused)."""
         bp = self._backpressure
         in_flight = self.in_flight()
-        if self._paused and in_flight <= bp.resume_fraction * bp.max_in_flight_records:
+        dead = self._dead_letters
+        letters_full = dead is not None and dead.full
+        if (
+            self._paused
+            and not letters_full
+            and in_flight <= bp.resume_fraction * bp.max_in_flight_records
+        ):
             backend.resume(self._held)
             self._paused = False
-        budget = min(max_records, bp.max_in_flight_records - in_flight)
+        budget = 0 if letters_full else min(max_records, bp.max_in_flight_records - in_flight)
         if budget <= 0 and not self._paused:
             backend.pause(self._held)
             self._paused = True
-            log.info("backpressure: %d records in flight, partitions paused", in_flight)
+            if dead is not None and letters_full:
+                log.warning(
+                    "%d dead letters for %s not acknowledged: partitions paused until delivered",
+                    dead.pending,
+                    dead.topic,
+                )
+            else:
+                log.info("backpressure: %d records in flight, partitions paused", in_flight)
         return max(0, budget)
 
     def poll(self, max_records: int, timeout_seconds: float) -> list[Record]:
@@ -485,35 +520,189 @@ class KafkaSource(Source):
         return out
 
 
+#: Default bounds of the dead letters a :class:`DeadLetterProducer` keeps until
+#: the broker acknowledges them (see there).
+DEAD_LETTER_MAX_RECORDS = 10_000
+DEAD_LETTER_MAX_BYTES = 32 * 1024 * 1024
+
+
+class _Letter(NamedTuple):
+    value: bytes
+    headers: Headers
+    size: int  # bytes counted against the bound: value and headers
+
+
 class DeadLetterProducer:
     """Sends records driftd cannot use to a dead-letter topic, raw value
     unchanged, with the reason in the ``driftd-reason`` header (and where it
     came from in ``driftd-source`` / ``driftd-offset`` when given).
 
-    ``send`` queues and returns; ``flush`` blocks until all are acknowledged
-    and raises :class:`~connectors.kafka_backend.BackendError` otherwise; flush
-    before checkpointing past a dead-lettered record, or it may be lost.
+    Delivery is at least once, and a broker that is away stops nothing:
+
+    - The client is built lazily, on the first ``send`` (or a ``flush`` with
+      letters waiting), never in ``__init__``. A build that fails (kafka-python
+      cannot bootstrap) is retried on a later ``send``/``flush`` with the
+      consumer's policy: backoff from ``reconnect_backoff_ms`` doubling up to
+      ``reconnect_backoff_max_ms``, reset once a flush succeeds.
+    - Every letter is kept here from ``send`` until a ``flush`` sees it
+      acknowledged, and handed to the client once one exists. ``send`` never
+      raises: a client failure is logged, the client dropped and rebuilt later.
+    - ``flush`` blocks until all letters are acknowledged and raises
+      :class:`~connectors.kafka_backend.BackendError` (naming the topic and the
+      reason) otherwise, at once while no client could be built. Flush before
+      checkpointing past a dead-lettered record, or it may be lost. A failed
+      flush drops the client with what it had queued; the next client gets every
+      unacknowledged letter again, so one whose delivery was in doubt may arrive
+      twice and none is lost.
+    - What is kept is bounded: :attr:`full` turns true at ``max_records``
+      letters (default :data:`DEAD_LETTER_MAX_RECORDS`, 10,000) or
+      ``max_bytes`` of values and headers (:data:`DEAD_LETTER_MAX_BYTES`,
+      32 MiB). :class:`KafkaSource` then reads nothing more (its partitions
+      pause, as under backpressure) until a flush empties it, so the bound is
+      passed by at most the dead letters of one batch.
+
+    ``producer`` is a client to start with (tests); ``producer_factory`` builds
+    one (default: :func:`make_producer` from ``settings``). One thread uses it.
     """
 
     def __init__(
-        self, settings: KafkaSettings, topic: str, *, producer: ProducerBackend | None = None
+        self,
+        settings: KafkaSettings,
+        topic: str,
+        *,
+        producer: ProducerBackend | None = None,
+        producer_factory: Callable[[], ProducerBackend] | None = None,
+        max_records: int = DEAD_LETTER_MAX_RECORDS,
+        max_bytes: int = DEAD_LETTER_MAX_BYTES,
     ) -> None:
+        if max_records < 1 or max_bytes < 1:
+            raise ValueError("need max_records >= 1 and max_bytes >= 1")
         self.topic = topic
-        self._producer = producer if producer is not None else make_producer(settings)
+        self._settings = settings
+        self._factory = producer_factory or (lambda: make_producer(settings))
+        self._producer = producer
+        self._held: deque[_Letter] = deque()  # not handed to the current client yet
+        self._sent: deque[_Letter] = deque()  # handed to it, not acknowledged yet
+        self._bytes = 0
+        self._max_records = max_records
+        self._max_bytes = max_bytes
+        self._flush_timeout = settings.request_timeout_ms / 1000
+        self._backoff = settings.reconnect_backoff_ms / 1000
+        self._retry_at = 0.0
+        self._error = ""  # why there is no client
+
+    @property
+    def pending(self) -> int:
+        """Letters sent and not acknowledged yet."""
+        return len(self._held) + len(self._sent)
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._bytes
+
+    @property
+    def full(self) -> bool:
+        """Whether the letters kept reached a bound (see the class docstring)."""
+        return self.pending >= self._max_records or self._bytes >= self._max_bytes
 
     def send(
         self, value: bytes, reason: str, *, source: str | None = None, offset: int | None = None
     ) -> None:
+        """Queue one letter and return; never raises (see the class docstring)."""
         headers = [(REASON_HEADER, reason.encode("utf-8", "replace"))]
         if source is not None:
             headers.append(("driftd-source", source.encode()))
         if offset is not None:
             headers.append(("driftd-offset", str(offset).encode()))
-        self._producer.send(self.topic, value, tuple(headers))
+        size = len(value) + sum(len(k) + len(v) for k, v in headers)
+        self._held.append(_Letter(value, tuple(headers), size))
+        self._bytes += size
+        self._hand_over()
 
-    def flush(self, timeout: float = 30.0) -> None:
-        self._producer.flush(timeout)
+    def _hand_over(self) -> bool:
+        """Build the client if there is none and a retry is due, then give it the
+        letters it has not had. False when there is no working client."""
+        if self._producer is None:
+            if time.monotonic() < self._retry_at:
+                return False
+            try:
+                self._producer = self._factory()
+            except BackendError as exc:
+                self._drop(exc, "could not start")
+                return False
+        producer, held, sent = self._producer, self._held, self._sent
+        try:
+            while held:
+                letter = held[0]
+                producer.send(self.topic, letter.value, letter.headers)
+                sent.append(held.popleft())
+        except BackendError as exc:
+            self._drop(exc, "send failed")
+            return False
+        return True
+
+    def _drop(self, exc: BaseException, what: str) -> None:
+        """Close the client (its queue goes with it: every unacknowledged letter
+        is sent again through the next one) and schedule the next build."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.close()
+            except Exception as close_exc:  # closing must not fail the caller
+                log.warning("dead-letter producer close failed: %r", close_exc)
+        self._held.extendleft(reversed(self._sent))
+        self._sent.clear()
+        self._error = f"{what}: {exc}"
+        self._retry_at = time.monotonic() + self._backoff
+        log.warning(
+            "dead-letter producer for %s %s (%s); %d letters held, retrying in %.1fs",
+            self.topic,
+            what,
+            exc,
+            self.pending,
+            self._backoff,
+        )
+        self._backoff = min(self._backoff * 2, self._settings.reconnect_backoff_max_ms / 1000)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until every letter sent is acknowledged, at most ``timeout``
+        seconds (default ``request_timeout_ms``). Returns at once when none is
+        waiting. Raises :class:`~connectors.kafka_backend.BackendError` if they
+        are not; they are kept and the next ``flush`` tries again."""
+        if not self.pending:
+            return
+        if not self._hand_over():
+            wait = max(0.0, self._retry_at - time.monotonic())
+            raise BackendError(
+                f"{self.pending} dead letters for topic {self.topic!r} held: producer "
+                f"{self._error}; retrying in {wait:.1f}s"
+            )
+        assert self._producer is not None
+        try:
+            self._producer.flush(self._flush_timeout if timeout is None else timeout)
+        except BackendError as exc:
+            self._drop(exc, "flush failed")
+            raise BackendError(
+                f"{self.pending} dead letters for topic {self.topic!r} not acknowledged: {exc}"
+            ) from exc
+        self._sent.clear()
+        self._bytes = 0
+        self._backoff = self._settings.reconnect_backoff_ms / 1000
 
     def close(self) -> None:
-        """Release the producer (call ``flush`` first). Safe to repeat."""
-        self._producer.close()
+        """Release the client (call ``flush`` first). Letters not acknowledged are
+        dropped: the records they came from were not checkpointed past, so they
+        are read and dead-lettered again. Safe to repeat."""
+        if self.pending:
+            log.warning(
+                "dead-letter producer for %s closed with %d letters not acknowledged; "
+                "their records were not committed and are dead-lettered again when re-read",
+                self.topic,
+                self.pending,
+            )
+        self._held.clear()
+        self._sent.clear()
+        self._bytes = 0
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            producer.close()

@@ -598,11 +598,33 @@ class Daemon:
     def checkpoint(self, only: tuple[_SourceState, frozenset[int]] | None = None) -> None:
         """Write changed shards' state with their positions in one transaction,
         then let the sources commit those positions. ``only`` limits it to some
-        shards of one source (a rebalance). Safe to repeat."""
+        shards of one source (a rebalance). A source whose dead letters cannot
+        be flushed (its broker is away) sits this round out: nothing of it is
+        written or committed, its shards stay dirty, the next checkpoint tries
+        again; the failure is logged (rate-limited) and counted. Safe to repeat."""
+        # What a source raises when its broker fails (the daemon has no other
+        # use for the Kafka contract, hence imported here).
+        from connectors.kafka_backend import BackendError
+
         t0 = time.perf_counter()
         cps: list[Checkpoint] = []
         todo = [(only[0], set(only[1]))] if only else [(st, set(st.dirty)) for st in self.sources]
+        flushed: list[tuple[_SourceState, set[int]]] = []
         for st, shards in todo:
+            try:
+                st.source.flush_dead_letters()  # before positions move past them
+            except BackendError as exc:
+                name = st.source.name
+                self.metrics.dead_letter_flush_failures.labels(name).inc()
+                self._invalid_log.warning(
+                    f"dead-letter-flush:{name}",
+                    "source %s: %s; its checkpoint is skipped until they are delivered",
+                    name,
+                    exc,
+                )
+                continue
+            flushed.append((st, shards))
+        for st, shards in flushed:
             name = st.source.name
             for n in sorted(shards):
                 if (name, n) not in self.pipeline.shards:
@@ -618,16 +640,15 @@ class Daemon:
                         STATE_VERSION,
                     )
                 )
-        for st, _ in todo:
-            st.source.flush_dead_letters()  # before positions move past them
         if cps:
             self.store.save_checkpoints(cps)
-        for st, shards in todo:
+        for st, shards in flushed:
             if shards:
                 st.source.commit(
                     {p: o for p, o in st.positions.items() if st.partition_shard.get(p) in shards}
                 )
             st.dirty -= shards
+        for st, _ in todo:
             lag = getattr(st.source, "lag", None)
             if callable(lag):
                 for partition, value in lag().items():
