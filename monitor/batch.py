@@ -108,17 +108,12 @@ class BatchRunner:
         While a captured reference is still being collected, the window is only
         peeked at, so that it keeps growing from the first prediction on."""
         cfg = self.config.model(model)
-        capturing = (
-            cfg is not None
-            and cfg.batch is not None
-            and cfg.batch.reference.captured
-            and self.store.load_reference(model) is None
-        )
         get = take or self._take_window
         adopted = self._adopt(model, get)
         if adopted is not None:
             return adopted
         window = get(model, False)
+        capturing = cfg is not None and self._capturing(cfg, window)
         if not capturing and cfg is not None and cfg.batch is not None and window is not None:
             if window.n >= cfg.batch.min_rows:
                 # Big enough to judge: close it. (A smaller one stays open and
@@ -131,6 +126,16 @@ class BatchRunner:
             outcome.n, outcome.event_time = window.n, window.last_time
             self._publish(outcome)  # rules see every judged check (persistence)
         return outcome
+
+    def _capturing(self, cfg: ModelConfig, window: Window | None) -> bool:
+        """Whether ``window`` is (still) being collected as a captured reference."""
+        if cfg.batch is None or not cfg.batch.reference.captured:
+            return False
+        if cfg.batch.reference.per_version:
+            version = _version(window)
+            exact = self.store.load_reference(cfg.name, version, exact=True) if version else None
+            return bool(version) and (exact is None or exact["model_version"] != version)
+        return self.store.load_reference(cfg.name) is None
 
     def run_closed(self, window: Window) -> CheckOutcome:
         """Judge a window that closed itself (``window_rows`` / ``window_seconds``).
@@ -181,7 +186,9 @@ class BatchRunner:
             return CheckOutcome(
                 model, "skipped", f"adopting version {version}: {window.n} of {first} predictions"
             )
-        save_reference(self.store, cfg, f"adopted:{version}", rows, window.labeled)
+        # Stored for that version: windows of the previous one (a rollback)
+        # keep being judged against theirs.
+        save_reference(self.store, cfg, f"adopted:{version}", rows, window.labeled, version)
         self.store.update_version(model, version, reference_adopted_at=self._clock())
         get(model, True)  # judged data starts after the new reference
         log.info("model %s: reference adopted from version %s (%d rows)", model, version, len(rows))
@@ -211,27 +218,40 @@ class BatchRunner:
     def _run(self, model: ModelConfig, window: Window | None, repeatable: bool) -> CheckOutcome:
         batch = model.batch
         assert batch is not None
-        ref = self.store.load_reference(model.name, _version(window))
-        if ref is None and not batch.reference.captured:
+        version = _version(window)
+        ref = self.store.load_reference(model.name, version)
+        own = version if version in batch.version_references else ""
+        if own and (ref is None or ref["model_version"] != own):
+            # A version with a file or SQL reference of its own: built the first
+            # time a window of only that version is judged.
+            log.info(
+                "building the reference of %s %s: %s",
+                model.name,
+                own,
+                baseline(self.config, self.store, model.name, version=own),
+            )
+            ref = self.store.load_reference(model.name, own)
+        elif ref is None and not batch.reference.captured:
             # A file or SQL reference: build its profile the first time it is needed.
             log.info(
                 "building the reference of %s: %s",
                 model.name,
                 baseline(self.config, self.store, model.name),
             )
-            ref = self.store.load_reference(model.name, _version(window))
-        if ref is None:
-            rows = captured_rows(model, window)
-            if rows is None:
+            ref = self.store.load_reference(model.name, version)
+        if batch.reference.per_version and not own:
+            if ref is None and not version:
                 n = 0 if window is None else window.n
                 return CheckOutcome(
-                    model.name, "skipped", f"capturing the reference: {n} predictions so far"
+                    model.name,
+                    "skipped",
+                    f"references are per version: waiting for a window of one version ({n} predictions)",
                 )
-            assert window is not None
-            save_reference(self.store, model, "captured", rows, window.labeled)
-            return CheckOutcome(
-                model.name, "captured", f"reference captured from {len(rows)} predictions"
-            )
+            if version and (ref is None or ref["model_version"] != version):
+                return self._capture(model, window, version)
+        elif ref is None:
+            return self._capture(model, window, "")
+        assert ref is not None
         if window is None or window.n < batch.min_rows:
             n = 0 if window is None else window.n
             return CheckOutcome(
@@ -240,6 +260,22 @@ class BatchRunner:
         from monitor.batch_eval import evaluate
 
         return evaluate(self, model, window, ref, repeatable)
+
+    def _capture(self, model: ModelConfig, window: Window | None, version: str) -> CheckOutcome:
+        """Store ``window`` as the captured reference (of ``version``; "": of
+        every version) once it holds enough predictions."""
+        rows = captured_rows(model, window)
+        whose = f" of version {version}" if version else ""
+        if rows is None:
+            n = 0 if window is None else window.n
+            return CheckOutcome(
+                model.name, "skipped", f"capturing the reference{whose}: {n} predictions so far"
+            )
+        assert window is not None
+        save_reference(self.store, model, "captured", rows, window.labeled, version)
+        return CheckOutcome(
+            model.name, "captured", f"reference{whose} captured from {len(rows)} predictions"
+        )
 
 
 def _version(window: Window | None) -> str:
@@ -271,17 +307,29 @@ def captured_rows(
 
 
 def save_reference(
-    store: Store, model: ModelConfig, source: str, rows: Sequence[Any], labeled: Sequence[Any]
+    store: Store,
+    model: ModelConfig,
+    source: str,
+    rows: Sequence[Any],
+    labeled: Sequence[Any],
+    version: str = "",
 ) -> dict[str, Any]:
-    """Build and store a model's reference profile (and its segments' profiles)."""
+    """Build and store a model's reference profile (and its segments' profiles),
+    for one model version or ("") every version."""
     from monitor.reference import fit_multivariate
 
     profile, perf, segments = build_reference(model, rows, labeled)
     store.save_reference(
-        model.name, "", source, len(rows), profile, perf, multivariate=fit_multivariate(model, rows)
+        model.name,
+        version,
+        source,
+        len(rows),
+        profile,
+        perf,
+        multivariate=fit_multivariate(model, rows),
     )
     for key, (seg_profile, seg_perf) in segments.items():
-        store.save_reference(model.name, "", source, 0, seg_profile, seg_perf, segment=key)
+        store.save_reference(model.name, version, source, 0, seg_profile, seg_perf, segment=key)
     return perf
 
 
@@ -327,14 +375,24 @@ def render(outcome: CheckOutcome) -> str:
 
 
 def baseline(
-    config: DriftdConfig, store: Store, model_name: str, window: Window | None = None
+    config: DriftdConfig,
+    store: Store,
+    model_name: str,
+    window: Window | None = None,
+    version: str = "",
 ) -> str:
     """Build and store ``model_name``'s reference from its configured source
-    (or, in capture mode, from ``window``). Returns a one-line report."""
+    (or, in capture mode, from ``window``): for ``version`` if given (from its
+    ``version_references`` entry when it has one), else for every version.
+    Returns a one-line report."""
     model = config.model(model_name)
     if model is None or model.batch is None:
         raise ValueError(f"model {model_name!r} has no [models.batch] section")
-    ref = model.batch.reference
+    ref = model.batch.version_references.get(version, model.batch.reference)
+    if ref.captured and version and window is not None and window.versions != {version}:
+        raise ValueError(
+            f"the stored windows hold versions {sorted(window.versions)}, not only {version!r}"
+        )
     if ref.captured:
         captured = captured_rows(model, window)
         if captured is None or window is None:
@@ -348,9 +406,10 @@ def baseline(
     else:
         data = read_reference(model, ref)
         rows, labeled, source = data.rows, data.labeled, data.source
-    perf = save_reference(store, model, source, rows, labeled)
+    perf = save_reference(store, model, source, rows, labeled, version)
     cols = column_types(model, "score" in columns(model, rows[:1]))
+    whose = f"{model.name} {version}" if version else model.name
     return (
-        f"reference for {model.name}: {len(rows)} rows, {len(labeled)} labeled, "
+        f"reference for {whose}: {len(rows)} rows, {len(labeled)} labeled, "
         f"{len(cols)} columns from {source}; performance baseline {perf.get('metrics', {})}"
     )

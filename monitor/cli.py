@@ -48,6 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     chk.add_argument("--config", default="config.toml")
     base = sub.add_parser("baseline", help="build and store a model's reference profile")
     base.add_argument("--model", required=True)
+    base.add_argument(
+        "--version",
+        default="",
+        help="store it for this model version (from its version_references entry if any)",
+    )
     base.add_argument("--config", default="config.toml")
 
     for name, helptext in (
@@ -101,7 +106,7 @@ def _batch(config: DriftdConfig, args: argparse.Namespace) -> int:
         window = stored_window(store, model.name)
         if args.command == "baseline":
             try:
-                print(baseline(config, store, model.name, window))
+                print(baseline(config, store, model.name, window, args.version))
             except ValueError as exc:
                 print(f"driftd: {exc}", file=sys.stderr)
                 return 2

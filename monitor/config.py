@@ -174,6 +174,9 @@ class ReferenceConfig(_Node, frozen=True):
     # ... or those in a named range of event time (epoch seconds).
     capture_from: float | None = None
     capture_until: float | None = None
+    # With capture_first: each model version gets its own reference, the first
+    # window holding only that version and at least capture_first predictions.
+    per_version: bool = False
 
     @property
     def captured(self) -> bool:
@@ -194,12 +197,20 @@ class ReferenceConfig(_Node, frozen=True):
                 raise ValueError("use capture_first or a capture range, not both")
         if (self.query is None) != (self.url is None):
             raise ValueError("query and url go together")
+        if self.per_version and self.capture_first is None:
+            raise ValueError(
+                "per_version goes with capture_first (a file or query reference of one "
+                "version goes in [models.batch.version_references.VERSION])"
+            )
 
 
 class BatchConfig(_Node, frozen=True):
     """Batch checks of one model: windows vs a reference, on a schedule."""
 
     reference: ReferenceConfig
+    # A reference of its own for some model versions (a file or a query); a
+    # window holding only such a version is judged against it.
+    version_references: dict[str, ReferenceConfig] = msgspec.field(default_factory=dict)
 
     # Run every this many seconds (APScheduler interval trigger) ...
     interval_seconds: Positive = 300.0
@@ -250,6 +261,12 @@ class BatchConfig(_Node, frozen=True):
                 f"a sliding window keeps its rows: window_rows ({self.window_rows}) cannot "
                 f"exceed window_max_rows ({self.window_max_rows})"
             )
+        for version, vref in self.version_references.items():
+            if vref.captured:
+                raise ValueError(
+                    f"version_references.{version}: a version's own reference is a path "
+                    "or a query (use reference.per_version to capture one per version)"
+                )
         if self.closed_by_events:
             ref = self.reference
             if ref.capture_until is not None:

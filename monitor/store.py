@@ -870,18 +870,20 @@ class Store:
             return int(key[0])
 
     def load_reference(
-        self, model: str, version: str = "", segment: str = ""
+        self, model: str, version: str = "", segment: str = "", exact: bool = False
     ) -> dict[str, Any] | None:
-        """The newest reference for ``model`` (and ``version``, falling back to any version)."""
+        """The newest reference for ``model`` and ``version``; else the newest
+        for every version (``""``); else, unless ``exact``, the newest of any
+        version (a window mixing versions when references are per version)."""
         c = reference_profiles.c
         with self.engine.connect() as conn:
-            for v in dict.fromkeys((version, "")):
-                row = conn.execute(
-                    select(reference_profiles)
-                    .where(c.model == model, c.model_version == v, c.segment == segment)
-                    .order_by(c.id.desc())
-                    .limit(1)
-                ).first()
+            for v in (*dict.fromkeys((version, "")), None):
+                if v is None and exact:
+                    break
+                query = select(reference_profiles).where(c.model == model, c.segment == segment)
+                if v is not None:
+                    query = query.where(c.model_version == v)
+                row = conn.execute(query.order_by(c.id.desc()).limit(1)).first()
                 if row is not None:
                     return dict(row._mapping)
         return None

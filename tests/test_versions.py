@@ -251,7 +251,10 @@ def test_adopt_reference_from_the_new_versions_first_events(
     refs = daemon.store.rows(reference_profiles, reference_profiles.c.segment == "")
     assert [r["source"] for r in refs] == ["captured", "adopted:v2"]
     assert refs[-1]["n_rows"] == 300
-    assert daemon.store.load_reference("m")["source"] == "adopted:v2"  # type: ignore[index]
+    # Stored for v2: v2's windows use it, v1's (after a rollback) keep theirs.
+    assert refs[-1]["model_version"] == "v2"
+    assert daemon.store.load_reference("m", "v2")["source"] == "adopted:v2"  # type: ignore[index]
+    assert daemon.store.load_reference("m", "v1")["source"] == "captured"  # type: ignore[index]
     (v2,) = daemon.store.rows(model_versions, model_versions.c.version == "v2")
     assert v2["reference_adopted_at"] is not None
     feed("v2", 200, 1050)
