@@ -36,9 +36,11 @@ from monitor.config import DriftdConfig
 from monitor.store import (
     Store,
     acknowledgements,
+    batch_checks,
     decisions,
     deliveries,
     delivery_attempts,
+    model_versions,
     signals,
     silences,
 )
@@ -252,7 +254,7 @@ class Api:
 
     # -- reads -------------------------------------------------------------------
     def _status(self, req: Request) -> Response:
-        """Per model: signals, decisions by outcome, deliveries, active silences"""
+        """Per model: signals, decisions by outcome, deliveries, active silences, the last batch check, live versions"""
         now = self._clock()
         with self._store.engine.connect() as conn:
             models = [self._model_status(conn, m.name, now) for m in self._config.models]
@@ -271,12 +273,27 @@ class Api:
         of_model = dl.decision_key.in_(select(d.idempotency_key).where(d.model == model))
         sent = _count_by(conn, dl.status, of_model)
         active = select(silences).where(_active(now), si.model.in_((model, "*"))).order_by(si.id)
+        bc, mv = batch_checks.c, model_versions.c
+        check_cols = (bc.id, bc.window_start, bc.window_end, bc.n_rows, bc.n_labeled)
+        last_check = _first(
+            conn,
+            select(*check_cols, bc.drifted_share, bc.failed, bc.summary, bc.report, bc.created_at)
+            .where(bc.model == model, bc.segment == ""),
+            bc.id,
+        )
+        live = mv.status.in_(("active", "candidate"))
+        version_cols = (mv.version, mv.status, mv.previous_version, mv.looks, mv.reported_at)
+        versions = conn.execute(
+            select(*version_cols).where(mv.model == model, live).order_by(mv.id)
+        )
         return {
             "model": model,
             "signals": {"total": total or 0, "last": last_sig},
             "decisions": {**outcomes, "last": last_dec and _rename(last_dec, "idempotency_key")},
             "deliveries": {"pending": sent.get("pending", 0), "dead": sent.get("dead", 0)},
             "silences": [_silence(r._mapping, now) for r in conn.execute(active)],
+            "last_check": last_check,
+            "versions": [dict(r._mapping) for r in versions],
         }
 
     def _decisions(self, req: Request) -> Response:

@@ -185,6 +185,29 @@ def test_decision_listed_acknowledged_and_in_status(client: Client) -> None:
     assert credit["decisions"]["fired"] == 1 and credit["decisions"]["last"]["decision_id"] == "k1"
     assert credit["deliveries"] == {"pending": 2, "dead": 0}
     assert fraud["signals"] == {"total": 0, "last": None} and fraud["decisions"]["fired"] == 0
+    assert credit["last_check"] is None and credit["versions"] == []
+
+    check = {"model": "credit", "window_start": t, "window_end": t + 60, "n_rows": 900,
+             "n_labeled": 300, "drifted_share": 0.25, "failed": True,
+             "summary": {"failed": ["drift:ks:income"]}, "report": None}  # fmt: skip
+    store.save_check({**check, "segment": ""}, [])
+    store.save_check({**check, "segment": "channel=web", "n_rows": 10}, [])
+    store.report_version("credit", "v3", "candidate")
+    store.report_version("credit", "v4", "candidate")
+    store.report_version("credit", "v2", "candidate")
+    store.update_version("credit", "v2", status="rolled_back")
+    credit = client.ok("GET", "/api/v1/status")["models"][0]
+    last_check = credit["last_check"]
+    assert (last_check["n_rows"], last_check["failed"], last_check["drifted_share"]) == (
+        900,
+        True,
+        0.25,
+    )
+    assert last_check["summary"] == {"failed": ["drift:ks:income"]}
+    assert [(v["version"], v["status"], v["previous_version"]) for v in credit["versions"]] == [
+        ("v3", "active", None),
+        ("v4", "candidate", "v3"),
+    ]
 
 
 def test_manual_retrain_fires_once_per_idempotency_key(client: Client) -> None:
