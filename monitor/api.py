@@ -277,8 +277,9 @@ class Api:
         check_cols = (bc.id, bc.window_start, bc.window_end, bc.n_rows, bc.n_labeled)
         last_check = _first(
             conn,
-            select(*check_cols, bc.drifted_share, bc.failed, bc.summary, bc.report, bc.created_at)
-            .where(bc.model == model, bc.segment == ""),
+            select(
+                *check_cols, bc.drifted_share, bc.failed, bc.summary, bc.report, bc.created_at
+            ).where(bc.model == model, bc.segment == ""),
             bc.id,
         )
         live = mv.status.in_(("active", "candidate"))
