@@ -36,6 +36,7 @@ from monitor.pipeline import (
     STATE_VERSION,
     BatchOutput,
     Pipeline,
+    ShardState,
     decision_payload,
     iter_signal_rows,
 )
@@ -321,7 +322,13 @@ class Daemon:
         return merge(taken)
 
     def _service(self) -> None:
-        """Between batches (loop thread): hand windows over, act on batch signals."""
+        """Between batches (loop thread): hand windows over, act on batch signals,
+        judge self-closed windows left waiting (restored with a shard after a
+        crash, on a partition that has received nothing since)."""
+        for st in self.sources:
+            for source, n in [k for k, v in self.pipeline.shards.items() if _waiting(v)]:
+                if source == st.source.name:
+                    self._judge_closed(st, n)
         while True:
             try:
                 model, take, fut = self._window_requests.get_nowait()
@@ -684,6 +691,10 @@ def _version() -> str:
         return version("driftd")
     except Exception:
         return "dev"
+
+
+def _waiting(state: ShardState) -> bool:
+    return state.windows is not None and bool(state.windows.closed)
 
 
 def observe(check: CheckOutcome, rules: Sequence[Rule]) -> list[Decision]:

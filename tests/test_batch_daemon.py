@@ -318,3 +318,46 @@ def test_a_crash_after_a_window_is_judged_judges_it_again_without_a_second_check
         )
 
     assert view(again) == view(ref)
+
+
+def test_a_window_closed_before_a_restart_is_judged_without_new_input(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        demo_config_text(tmp_path / "d.db").replace(
+            'window = "tumbling"\n', 'window = "tumbling"\n  window_rows = 4000\n'
+        )
+    )
+    first = Daemon(load_config(cfg), registry=CollectorRegistry())
+    first._judge_closed = lambda *a, **k: None  # type: ignore[method-assign]
+    original = first.sources[0].source.poll
+    polls = 0
+
+    def stop_after_a_while(n: int, t: float):  # type: ignore[no-untyped-def]
+        nonlocal polls
+        polls += 1
+        if polls == 12:  # past the first 4000 predictions
+            first.request_stop()
+        return original(n, t)
+
+    first.sources[0].source.poll = stop_after_a_while  # type: ignore[method-assign]
+    first.run(serve_http=False)
+    (state,) = first.pipeline.shards.values()
+    assert state.windows is not None and len(state.windows.closed) >= 1
+    waiting = len(state.windows.closed)
+    assert first.store.rows(batch_checks) == []
+    # Restarted on a source with nothing new to read (a quiet partition).
+    again = Daemon(load_config(cfg), registry=CollectorRegistry())
+    source = again.sources[0].source
+    quiet = 0
+
+    def nothing(n: int, t: float):  # type: ignore[no-untyped-def]
+        nonlocal quiet
+        quiet += 1
+        if quiet == 3:
+            again.request_stop()
+        return []
+
+    source.poll = nothing  # type: ignore[method-assign]
+    again.run(serve_http=False)
+    checks = again.store.rows(batch_checks, batch_checks.c.segment == "")
+    assert [c["n_rows"] for c in checks] == [4000] * waiting
