@@ -13,6 +13,7 @@ publishes failures as signals for the rules. Jobs never overlap per model
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -64,6 +65,8 @@ class BatchRunner:
         self._publish = publish
         self._clock = clock
         self._scheduler: Any = None
+        self._jobs_running = 0
+        self._jobs_lock = threading.Lock()
 
     def start(self) -> None:
         from apscheduler.schedulers.background import BackgroundScheduler
@@ -87,7 +90,7 @@ class BatchRunner:
                 else IntervalTrigger(seconds=m.batch.interval_seconds)
             )
             scheduler.add_job(
-                self.run_scheduled,
+                self._job,
                 trigger,
                 args=[m.name],
                 id=f"batch:{m.name}",
@@ -98,9 +101,26 @@ class BatchRunner:
         log.info("batch checks scheduled for %s", ", ".join(m.name for m in models))
 
     def stop(self) -> None:
+        """No more scheduled runs. A run in flight goes on (see :attr:`busy`):
+        it may still ask the run loop for a window."""
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
+
+    @property
+    def busy(self) -> bool:
+        """Whether a scheduled run is in flight."""
+        with self._jobs_lock:
+            return self._jobs_running > 0
+
+    def _job(self, model: str) -> CheckOutcome:
+        with self._jobs_lock:
+            self._jobs_running += 1
+        try:
+            return self.run_scheduled(model)
+        finally:
+            with self._jobs_lock:
+                self._jobs_running -= 1
 
     def run_scheduled(self, model: str, take: WindowRequest | None = None) -> CheckOutcome:
         """The job: take the window from the run loop, judge it, publish signals.

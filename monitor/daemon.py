@@ -179,6 +179,7 @@ class Daemon:
                 st.source.open(st.positions)
             self._loop_running = True
             self._loop()
+            self._drain_batch()
             if all(st.source.exhausted for st in self.sources):
                 # A finished replay: judge what is left in the windows (in this
                 # thread, which owns them; signals go through the queue).
@@ -226,6 +227,18 @@ class Daemon:
                 st.source.close()
         if self._own_engine:
             self.engine.dispose()
+
+    def _drain_batch(self, timeout_seconds: float = 300.0) -> None:
+        """Stop scheduling batch checks and let a check in flight finish, serving
+        its window request and taking its signals, so that it is stored before
+        the final check and checkpoint (its window is not lost on the way out)."""
+        self.batch.stop()
+        deadline = time.monotonic() + timeout_seconds
+        while self.batch.busy and time.monotonic() < deadline:
+            self._heartbeat = time.monotonic()
+            self._service()
+            time.sleep(0.02)
+        self._service()
 
     def _restore(self) -> None:
         """At start, restore every stored shard of the sources that own all

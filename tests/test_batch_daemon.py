@@ -361,3 +361,40 @@ def test_a_window_closed_before_a_restart_is_judged_without_new_input(tmp_path: 
     again.run(serve_http=False)
     checks = again.store.rows(batch_checks, batch_checks.c.segment == "")
     assert [c["n_rows"] for c in checks] == [4000] * waiting
+
+
+def test_a_scheduled_check_in_flight_at_the_end_is_stored_before_run_returns(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    from monitor.batch import stored_window
+
+    cfg = tmp_path / "c.toml"
+    text = demo_config_text(tmp_path / "d.db")
+    text = text.replace("interval_seconds = 60.0", "interval_seconds = 1.0").replace(
+        "speed = 0 ", "speed = 4000 "
+    )
+    cfg.write_text(text)
+    daemon = Daemon(load_config(cfg), registry=CollectorRegistry())
+    judge, loop = daemon.batch.run, daemon._loop
+    loop_done = threading.Event()
+
+    def loop_then_mark() -> None:
+        loop()
+        loop_done.set()
+
+    def slow(model, window, **kw):  # type: ignore[no-untyped-def]
+        if threading.current_thread() is not threading.main_thread():
+            # A scheduled check still judging when the replay ends (a loaded machine).
+            assert loop_done.wait(60)
+            time.sleep(15.0)  # longer than the final check and the way out
+        return judge(model, window, **kw)
+
+    daemon._loop = loop_then_mark  # type: ignore[method-assign]
+    daemon.batch.run = slow  # type: ignore[method-assign]
+    daemon.run(serve_http=False)
+    checks = daemon.store.rows(batch_checks, batch_checks.c.segment == "")
+    left = stored_window(daemon.store, "credit-risk")
+    assert len(checks) >= 2  # a scheduled one, then the final one
+    assert sum(c["n_rows"] for c in checks) + (left.n if left else 0) == 20000

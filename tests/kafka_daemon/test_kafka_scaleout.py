@@ -33,7 +33,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from monitor.store import Store, make_engine
+from monitor.store import SCHEMA_VERSION, Store, make_engine
 from tests.helpers import Receiver, drop_database
 from tests.kafka.conftest import TansuBroker, tansu_binary
 from tests.kafka_daemon.test_kafka_crash import (
@@ -293,7 +293,7 @@ def test_members_create_the_schema_at_once(pg_server: str) -> None:
                     f"create_schema() failed for a member started with another: {errors}"
                 )
                 engine = make_engine(url, os.environ[PASSWORD_ENV])
-                assert Store(engine).schema_version() == 1
+                assert Store(engine).schema_version() == SCHEMA_VERSION
                 engine.dispose()
             finally:
                 drop_database(admin, name)
