@@ -1,19 +1,22 @@
 """Batch checks: a model's window against its reference, on an APScheduler schedule.
 
-Each run takes the model's window (handed over by the run loop, which owns
-the shard state), judges drift per column with ``detectors.batch``, data
-quality with ``detectors.quality`` and performance with
-``detectors.performance`` (realized on joined outcomes, estimated from
-scores without them), per segment when configured; stores every result;
-sets the gauges; writes an Evidently report when something failed; and
-publishes failures as signals for the rules. Jobs never overlap per model
-(``max_instances=1``) and a missed run is coalesced into one.
+APScheduler keeps the schedule (interval or cron, misfires coalesced into
+one run); its job only tells the run loop that a model's check is due. The
+loop, which owns the shard state, then runs the check itself between two
+batches (:meth:`BatchRunner.run_scheduled` with the loop's window access):
+it closes the model's windows, checkpoints that boundary, judges drift per
+column with ``detectors.batch``, data quality with ``detectors.quality`` and
+performance with ``detectors.performance`` (realized on joined outcomes,
+estimated from scores without them), per segment when configured; stores
+every result; sets the gauges; writes an Evidently report when something
+failed; and publishes failures as signals for the rules. Checks of one model
+never overlap, and a closed window is dropped only once its check is stored,
+so a crash neither loses nor judges twice what was closed.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -54,19 +57,20 @@ class BatchRunner:
         config: DriftdConfig,
         store: Store,
         metrics: Metrics,
-        take_window: WindowRequest,
+        request_check: Callable[[str], None],
         publish: Publish,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``request_check(model)`` is called from the scheduler's thread when a
+        check is due; ``publish`` gets every judged check (from the caller of
+        :meth:`run_scheduled`)."""
         self.config = config
         self.store = store
         self.metrics = metrics
-        self._take_window = take_window
+        self._request_check = request_check
         self._publish = publish
         self._clock = clock
         self._scheduler: Any = None
-        self._jobs_running = 0
-        self._jobs_lock = threading.Lock()
 
     def start(self) -> None:
         from apscheduler.schedulers.background import BackgroundScheduler
@@ -90,7 +94,7 @@ class BatchRunner:
                 else IntervalTrigger(seconds=m.batch.interval_seconds)
             )
             scheduler.add_job(
-                self._job,
+                self._request_check,
                 trigger,
                 args=[m.name],
                 id=f"batch:{m.name}",
@@ -101,34 +105,21 @@ class BatchRunner:
         log.info("batch checks scheduled for %s", ", ".join(m.name for m in models))
 
     def stop(self) -> None:
-        """No more scheduled runs. A run in flight goes on (see :attr:`busy`):
-        it may still ask the run loop for a window."""
+        """No more scheduled runs. Safe to repeat."""
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
 
-    @property
-    def busy(self) -> bool:
-        """Whether a scheduled run is in flight."""
-        with self._jobs_lock:
-            return self._jobs_running > 0
+    def run_scheduled(self, model: str, get: WindowRequest) -> CheckOutcome:
+        """A scheduled check of ``model``: close its window with ``get`` (the
+        owner of the windows: ``get(model, True)`` closes and returns it,
+        ``get(model, False)`` a copy), judge it, publish the outcome. Blocks.
 
-    def _job(self, model: str) -> CheckOutcome:
-        with self._jobs_lock:
-            self._jobs_running += 1
-        try:
-            return self.run_scheduled(model)
-        finally:
-            with self._jobs_lock:
-                self._jobs_running -= 1
-
-    def run_scheduled(self, model: str, take: WindowRequest | None = None) -> CheckOutcome:
-        """The job: take the window from the run loop, judge it, publish signals.
-
-        While a captured reference is still being collected, the window is only
-        peeked at, so that it keeps growing from the first prediction on."""
+        A window below ``min_rows`` stays open and grows until the next run,
+        so no prediction goes unjudged; while a captured reference is still
+        being collected, the window is only peeked at, so that it keeps
+        growing from the first prediction on."""
         cfg = self.config.model(model)
-        get = take or self._take_window
         adopted = self._adopt(model, get)
         if adopted is not None:
             return adopted
@@ -139,7 +130,7 @@ class BatchRunner:
                 # Big enough to judge: close it. (A smaller one stays open and
                 # grows until the next run, so no prediction goes unjudged.)
                 window = get(model, True)
-        outcome = self.run(model, window)
+        outcome = self.run(model, window, repeatable=True)
         if outcome.status == "captured":
             get(model, True)  # judged data starts after the reference
         if outcome.status in ("ok", "failed") and window is not None:

@@ -112,7 +112,7 @@ def _batch(config: DriftdConfig, args: argparse.Namespace) -> int:
                 return 2
             return 0
         runner = BatchRunner(
-            config, store, Metrics(CollectorRegistry()), lambda _m, _t: None, lambda _s: None
+            config, store, Metrics(CollectorRegistry()), lambda _m: None, lambda _s: None
         )
         outcome = runner.run(model.name, window)
         print(render(outcome))

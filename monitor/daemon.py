@@ -15,7 +15,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -115,14 +114,12 @@ class Daemon:
             logging.getLogger("driftd.input"), config.logging.invalid_log_interval_seconds
         )
         self.http: HttpServer | None = None
-        # Batch checks run in the scheduler's threads; shard state belongs to
-        # the loop, which hands windows over and takes signals back.
-        self._window_requests: queue.Queue[tuple[str, bool, Future[Window | None]]] = queue.Queue()
-        self._batch_signals: queue.Queue[CheckOutcome] = queue.Queue()
+        # The scheduler's thread only says which model's check is due; the loop,
+        # which owns the shard state, runs it.
+        self._due: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._model_rules = [make_rule(r) for r in config.rules]
-        self._loop_running = False
         self.batch = BatchRunner(
-            config, self.store, self.metrics, self.request_window, self._batch_signals.put, clock
+            config, self.store, self.metrics, self._due.put, self._on_check, clock
         )
         self._exported: dict[str, int] = {}
         self._cooldowns = {r.name: r.cooldown_seconds for r in config.rules}
@@ -177,20 +174,17 @@ class Daemon:
         try:
             for st in self.sources:
                 st.source.open(st.positions)
-            self._loop_running = True
             self._loop()
-            self._drain_batch()
+            self.batch.stop()
             if all(st.source.exhausted for st in self.sources):
-                # A finished replay: judge what is left in the windows (in this
-                # thread, which owns them; signals go through the queue).
+                # A finished replay: judge what is left in the windows.
                 for st in self.sources:
                     for source, n in list(self.pipeline.shards):
                         if source == st.source.name:
                             self._judge_closed(st, n, final=True)
                 for m in self.config.models:
                     if m.batch is not None and not m.batch.closed_by_events:
-                        self.batch.run_scheduled(m.name, take=self._take_window)
-                self._service()
+                        self.scheduled_check(m.name)
             self.checkpoint()
             if not dry_run and all(st.source.exhausted for st in self.sources):
                 log.info(
@@ -214,10 +208,7 @@ class Daemon:
         return 0
 
     def close(self) -> None:
-        self._loop_running = False
         self.batch.stop()
-        while not self._window_requests.empty():  # release a job waiting on the loop
-            self._window_requests.get_nowait()[2].set_result(None)
         self.dispatcher.stop()
         if self.http is not None:
             self.http.stop()
@@ -227,18 +218,6 @@ class Daemon:
                 st.source.close()
         if self._own_engine:
             self.engine.dispose()
-
-    def _drain_batch(self, timeout_seconds: float = 300.0) -> None:
-        """Stop scheduling batch checks and let a check in flight finish, serving
-        its window request and taking its signals, so that it is stored before
-        the final check and checkpoint (its window is not lost on the way out)."""
-        self.batch.stop()
-        deadline = time.monotonic() + timeout_seconds
-        while self.batch.busy and time.monotonic() < deadline:
-            self._heartbeat = time.monotonic()
-            self._service()
-            time.sleep(0.02)
-        self._service()
 
     def _restore(self) -> None:
         """At start, restore every stored shard of the sources that own all
@@ -310,55 +289,106 @@ class Daemon:
                 next_checkpoint = time.monotonic() + cfg.checkpoint_interval_seconds
 
     # -- batch checks ---------------------------------------------------------------
-    def request_window(
-        self, model: str, take: bool = True, timeout: float = 120.0
-    ) -> Window | None:
-        """From a scheduler thread: have the loop close ``model``'s window (or copy
-        it, ``take=False``) and hand it over, merged across this process's shards.
-        Blocks until the loop does (between two batches)."""
-        if not self._loop_running:
-            return None  # nobody would hand it over (stopping, or not started)
-        fut: Future[Window | None] = Future()
-        self._window_requests.put((model, take, fut))
-        return fut.result(timeout)
+    def scheduled_check(self, model: str) -> CheckOutcome:
+        """Run ``model``'s scheduled check now, in the loop thread (between
+        batches). Closing its windows is checkpointed before they are judged,
+        and they are dropped only once the check is stored (a check that
+        errs puts them back), so a crash neither loses nor double-judges them;
+        a restart judges what was closed (see :meth:`_judge_groups`). Blocks."""
+        taken: list[int] = []
 
-    def _take_window(self, model: str, take: bool = True) -> Window | None:
-        taken = []
+        cfg = self.config.model(model)
+        sliding = cfg is not None and cfg.batch is not None and cfg.batch.window == "sliding"
+
+        def get(m: str, take: bool) -> Window | None:
+            if not take or sliding:  # a sliding window stays open: judged as it is
+                return self._merged_windows(m)
+            group = time.time_ns()  # unique across restarts (checkpointed with the windows)
+            parts = []
+            for (source, n), state in self.pipeline.shards.items():
+                if state.windows is not None:
+                    w = state.windows.close(m, group)
+                    if w is not None:
+                        parts.append(w)
+                        self._mark_dirty(source, n)
+            taken.append(group)
+            self.checkpoint()  # the boundary is durable before anything is judged
+            return merge(parts)
+
+        outcome = self.batch.run_scheduled(model, get)
+        for group in taken:
+            self._settle(model, group, outcome.status != "error")
+        return outcome
+
+    def _merged_windows(self, model: str) -> Window | None:
+        """``model``'s open windows of every shard here, merged (a copy)."""
+        found = [
+            w
+            for state in self.pipeline.shards.values()
+            if state.windows is not None and (w := state.windows.peek(model)) is not None
+        ]
+        return merge(found)
+
+    def _settle(self, model: str, group: int, judged: bool) -> None:
+        """Drop the windows of a judged scheduled check (``judged``), or put
+        them back into the open ones."""
         for (source, n), state in self.pipeline.shards.items():
+            if state.windows is None:
+                continue
+            for w in [w for w in state.windows.closed if w.group == group]:
+                if judged:
+                    state.windows.ack(model, w.seq)
+                else:
+                    state.windows.reopen(model, w.seq)
+                self._mark_dirty(source, n)
+
+    def _mark_dirty(self, source: str, n: int) -> None:
+        for st in self.sources:
+            if st.source.name == source:
+                st.dirty.add(n)
+
+    def _judge_groups(self) -> None:
+        """Judge scheduled checks' windows closed before a restart (restored
+        with their shards): each group merged across the shards here, as it
+        would have been. Safe to repeat: a check stored before the crash is
+        found again (same bounds and size), its signals keep their keys."""
+        groups: dict[tuple[str, int], list[Window]] = {}
+        for state in self.pipeline.shards.values():
             if state.windows is not None:
-                w = state.windows.take(model) if take else state.windows.peek(model)
-                if w is not None:
-                    taken.append(w)
-                    for st in self.sources:
-                        if st.source.name == source:
-                            st.dirty.add(n)
-        return merge(taken)
+                for w in state.windows.closed:
+                    if w.group is not None:
+                        groups.setdefault((w.model, w.group), []).append(w)
+        for (model, group), parts in sorted(groups.items(), key=lambda kv: kv[0][1]):
+            if self.config.model(model) is None:
+                continue
+            window = merge(parts)
+            outcome = self.batch.run(model, window, repeatable=True)
+            if outcome.status in ("ok", "failed") and window is not None:
+                outcome.n, outcome.event_time = window.n, window.last_time
+                self._on_check(outcome)
+            self._settle(model, group, outcome.status != "error")
+
+    def _on_check(self, check: CheckOutcome) -> None:
+        """A judged scheduled check: its failures go to the model-level rules."""
+        self._write(BatchOutput(signals=check.signals, decisions=observe(check, self._model_rules)))
 
     def _service(self) -> None:
-        """Between batches (loop thread): hand windows over, act on batch signals,
-        judge self-closed windows left waiting (restored with a shard after a
-        crash, on a partition that has received nothing since)."""
+        """Between batches (loop thread): judge windows left closed (restored
+        with a shard after a crash, on a partition that has received nothing
+        since), then run the scheduled checks that fell due."""
         for st in self.sources:
             for source, n in [k for k, v in self.pipeline.shards.items() if _waiting(v)]:
                 if source == st.source.name:
                     self._judge_closed(st, n)
+        self._judge_groups()
+        due: set[str] = set()
         while True:
             try:
-                model, take, fut = self._window_requests.get_nowait()
+                due.add(self._due.get_nowait())
             except queue.Empty:
                 break
-            try:
-                fut.set_result(self._take_window(model, take))
-            except Exception as exc:
-                fut.set_exception(exc)
-        while True:
-            try:
-                check = self._batch_signals.get_nowait()
-            except queue.Empty:
-                break
-            self._write(
-                BatchOutput(signals=check.signals, decisions=observe(check, self._model_rules))
-            )
+        for model in sorted(due):
+            self.scheduled_check(model)
 
     def _process(self, st: _SourceState, records: Sequence[object]) -> None:
         t0 = time.perf_counter()
@@ -392,7 +422,7 @@ class Daemon:
             for m in self.config.models:
                 if m.batch is not None and m.batch.closed_by_events:
                     windows.close(m.name)
-        for w in list(windows.closed):
+        for w in [w for w in windows.closed if w.group is None]:
             check = self.batch.run_closed(w)
             if check.status in ("ok", "failed"):
                 self._write(
@@ -707,7 +737,7 @@ def _version() -> str:
 
 
 def _waiting(state: ShardState) -> bool:
-    return state.windows is not None and bool(state.windows.closed)
+    return state.windows is not None and any(w.group is None for w in state.windows.closed)
 
 
 def observe(check: CheckOutcome, rules: Sequence[Rule]) -> list[Decision]:

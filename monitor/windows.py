@@ -84,8 +84,11 @@ class Window:
     versions: set[str] = field(default_factory=set)
     first_time: float = float("inf")
     last_time: float = float("-inf")
-    # The ordinal of a self-closed window among its shard's windows of the model.
+    # The ordinal of a closed window among its shard's windows of the model.
     seq: int = -1
+    # Closed for a scheduled check: the check's id, shared by the windows of
+    # every shard that check merges (None: closed by itself).
+    group: int | None = None
 
 
 @dataclass
@@ -281,16 +284,41 @@ class WindowBuffer:
         if j < max_rows:
             sample[j] = item
 
-    def close(self, model: str) -> Window | None:
-        """Close ``model``'s open tumbling window into :attr:`closed` (numbered);
-        the next prediction opens a new one. None if nothing was open."""
+    def close(self, model: str, group: int | None = None) -> Window | None:
+        """Close ``model``'s open tumbling window into :attr:`closed` (numbered,
+        in ``group`` for a scheduled check); the next prediction opens a new
+        one. None if nothing was open."""
         w = self.windows.pop(model, None)
         if w is None:
             return None
         w.seq = self._next_seq.get(model, 0)
+        w.group = group
         self._next_seq[model] = w.seq + 1
         self.closed.append(w)
         return w
+
+    def reopen(self, model: str, seq: int) -> None:
+        """Put closed window ``seq`` back into the open one (its check failed: it
+        is judged again with what comes next). Samples beyond ``max_rows`` are
+        thinned at random. Safe to repeat."""
+        found = [w for w in self.closed if w.model == model and w.seq == seq]
+        if not found:
+            return
+        self.ack(model, seq)
+        back = found[0]
+        back.seq, back.group = -1, None
+        current = self.windows.get(model)
+        if current is not None:
+            merged = merge([back, current])
+            assert merged is not None
+            back = merged
+            back.seq, back.group = -1, None
+        max_rows = self.spec(model).max_rows
+        if len(back.rows) > max_rows:
+            back.rows = self._rng.sample(back.rows, max_rows)
+        if len(back.labeled) > max_rows:
+            back.labeled = self._rng.sample(back.labeled, max_rows)
+        self.windows[model] = back
 
     def ack(self, model: str, seq: int) -> None:
         """The check of closed window ``seq`` is stored: forget the window. Safe to repeat."""
@@ -324,6 +352,7 @@ def peek_copy(w: Window) -> Window:
         w.first_time,
         w.last_time,
         w.seq,
+        w.group,
     )
 
 

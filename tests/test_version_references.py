@@ -37,7 +37,7 @@ class Harness:
         self.daemon._write(self.daemon.pipeline.process(recs, "mem"))
 
     def check(self) -> str:
-        outcome = self.daemon.batch.run_scheduled("m", take=self.daemon._take_window)
+        outcome = self.daemon.scheduled_check("m")
         return outcome.status
 
     def references(self) -> list[tuple[str, str]]:

@@ -235,7 +235,7 @@ def test_adopt_reference_from_the_new_versions_first_events(
         daemon._write(daemon.pipeline.process(recs, "mem"))
 
     def check() -> str:
-        return daemon.batch.run_scheduled("m", take=daemon._take_window).status
+        return daemon.scheduled_check("m").status
 
     report(api, "v1")
     feed("v1", 400, 0)

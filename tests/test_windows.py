@@ -156,3 +156,18 @@ def test_default_spec_is_the_scheduled_tumbling_window() -> None:
 def test_spec_checks_its_parameters(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         WindowSpec(**kwargs)  # type: ignore[arg-type]
+
+
+def test_reopen_puts_a_closed_window_back_with_exact_counts() -> None:
+    buf = WindowBuffer(max_rows=50, seed=2)
+    feed(buf, 80, missing_every=10)
+    closed = buf.close("m", group=7)
+    assert closed is not None and closed.group == 7 and closed.n == 80
+    feed(buf, 40, start=80, missing_every=10)
+    buf.reopen("m", closed.seq)
+    buf.reopen("m", closed.seq)  # safe to repeat
+    assert buf.closed == []
+    w = buf.peek("m")
+    assert w is not None and w.n == 120 and w.missing == [12, 0]
+    assert len(w.rows) == 50  # thinned back to max_rows
+    assert w.first_time == 0 and w.last_time == 119 and w.group is None
