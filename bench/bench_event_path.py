@@ -1,6 +1,6 @@
 """Throughput of driftd's per-event path next to river's ADWIN alone.
 
-    python bench/bench_event_path.py [--events 1000000] [--features 20]
+    python bench/bench_event_path.py [--events 1000000] [--features 20] [--repeat 1]
 
 Generates a seeded stream (N predictions with F numeric features, a mean
 shift on 3 features at N/2, outcomes for half of the predictions arriving
@@ -13,6 +13,9 @@ per part):
 - ``pipeline``: the same minus file reading and the store (records in memory);
 - ``river``: F+1 river ADWIN on the same values, already parsed (the floor);
 - ``decode``: msgspec decoding of the same lines, nothing else.
+
+``--repeat N`` runs each part N times (interleaved) and reports the run of
+median time: on a shared machine single runs vary by 20% and more.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -196,6 +200,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--features", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=1, help="runs per part; the median is shown")
     parser.add_argument("--part", choices=sorted(PARTS))
     parser.add_argument("--data")
     args = parser.parse_args()
@@ -215,15 +220,21 @@ def main() -> None:
         print(
             f"{'part':<10} {'events':>9} {'seconds':>8} {'events/s':>10} {'us/event':>9} {'peak MB':>8} {'signals':>7}"
         )
-        for name in ("driftd", "pipeline", "river", "decode"):
-            out = subprocess.run(
-                [sys.executable, __file__, "--part", name, "--data", str(data)],
-                capture_output=True,
-                text=True,
-                check=True,
-                env={**os.environ, "PYTHONPATH": str(ROOT)},
-            )
-            r = json.loads(out.stdout.strip().splitlines()[-1])
+        names = ("driftd", "pipeline", "river", "decode")
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+        for _ in range(max(1, args.repeat)):
+            for name in names:
+                out = subprocess.run(
+                    [sys.executable, __file__, "--part", name, "--data", str(data)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    env={**os.environ, "PYTHONPATH": str(ROOT)},
+                )
+                runs[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+        for name in names:
+            median = statistics.median_low(r["seconds"] for r in runs[name])
+            r = next(r for r in runs[name] if r["seconds"] == median)
             rate = r["events"] / r["seconds"]
             print(
                 f"{name:<10} {int(r['events']):>9} {r['seconds']:>8.2f} {rate:>10.0f} "

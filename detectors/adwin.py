@@ -6,7 +6,14 @@ from typing import ClassVar
 
 from river import drift
 
-from detectors.base import ERROR, NUMERIC, RiverBacked, check_open_unit, check_positive
+from detectors.base import (
+    ERROR,
+    NUMERIC,
+    HotUpdate,
+    RiverBacked,
+    check_open_unit,
+    check_positive,
+)
 
 
 class ADWIN(RiverBacked):
@@ -54,3 +61,40 @@ class ADWIN(RiverBacked):
 
     def details(self) -> dict[str, float]:
         return {"width": float(self._d.width), "variance": float(self._d.variance)}
+
+    def hot_update(self) -> HotUpdate:
+        """river's ADWIN.update is two steps: reset the window if the previous
+        value was a detection, then ``_drift_detected = _helper.update(x)``
+        (its Rust core does all the work). While the previous value was no
+        detection the first step does nothing, so the core's own bound
+        ``update`` is the whole of it, without our wrapper, river's method and
+        its ``drift_detected`` property around it (80 ns instead of 270 ns a
+        value here). After a detection river's own update runs once, so that
+        river resets its window exactly as it would.
+
+        >>> import random
+        >>> rng = random.Random(7)
+        >>> stream = [rng.gauss(0, 1) for _ in range(1000)] + [rng.gauss(1.5, 1) for _ in range(1000)]
+        >>> detector, hits = ADWIN(), []
+        >>> fn, steady = detector.hot_update()
+        >>> for i, x in enumerate(stream):
+        ...     if not steady:
+        ...         fn, steady = detector.hot_update()
+        ...     if fn(x):
+        ...         detector.hot_detected()
+        ...         hits.append(i)
+        ...         fn, steady = detector.hot_update()
+        >>> hits, steady
+        ([1023], True)
+        """
+        d = self._d
+        if d._drift_detected:
+            return self.update, False
+        helper = getattr(d, "_helper", None)
+        if helper is None:  # a river without the Rust core: its own update
+            return self.update, True
+        return helper.update, True
+
+    def hot_detected(self) -> None:
+        # What river's update records with a detection: its next update resets.
+        self._d._drift_detected = True

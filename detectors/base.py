@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 STATE_VERSION = 1
@@ -26,6 +27,10 @@ STATE_VERSION = 1
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
 ERROR = "error"
+
+#: What :meth:`StreamDetector.hot_update` hands the per-event loop: a callable
+#: equivalent to ``update`` and whether it stays valid until it returns True.
+HotUpdate = tuple[Callable[[Any], bool], bool]
 
 
 class StreamDetector(abc.ABC):
@@ -58,6 +63,23 @@ class StreamDetector(abc.ABC):
     def details(self) -> dict[str, float]:
         """Extra numbers recorded with a signal (may be empty)."""
         return {}
+
+    def hot_update(self) -> HotUpdate:
+        """``update`` as cheap as this detector allows, for the per-event loop.
+
+        Returns ``(fn, steady)``: ``fn(x)`` feeds one value and returns whether
+        drift was detected on it, exactly as ``update(x)``. While the caller
+        holds ``fn``, only ``fn`` may feed the detector. After ``fn`` returns
+        True, call :meth:`hot_detected` before anything else reads or feeds the
+        detector, then fetch a new ``fn``. ``steady`` False means ``fn`` is a
+        slower path needed for one value (say, a reset after a detection):
+        fetch again once it has been called. The default is ``update`` itself.
+        """
+        return self.update, True
+
+    def hot_detected(self) -> None:  # noqa: B027 - optional hook
+        """Record a detection that a ``hot_update`` callable returned (so that
+        the detector's state is what ``update`` would have left). Idempotent."""
 
 
 def check_open_unit(name: str, value: float) -> float:

@@ -23,9 +23,12 @@ from __future__ import annotations
 import pickle
 import zlib
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import call, itemgetter
 from typing import Any
+
+import msgspec
 
 from connectors.base import OUTCOMES, PREDICTIONS, Record
 from detectors.base import StreamDetector
@@ -36,7 +39,11 @@ from monitor.events import (
     ModelSchema,
     OutcomeEvent,
     PredictionEvent,
+    RawPrediction,
     decode,
+    decode_outcome_json,
+    decode_prediction_json,
+    decode_raw_prediction_json,
     epoch_seconds,
 )
 from monitor.join import JoinBuffer
@@ -49,13 +56,20 @@ STATE_VERSION = 2
 
 # One detector on one value stream: (target label, detector type, spec index, detector).
 Slot = tuple[str, str, int, StreamDetector]
+# A prediction's detector feed: the detectors' hot update callables in feed
+# order, their slots, and which value each takes from [*numeric, *categorical,
+# score]: a picker, or None when the values line up with the callables as they
+# are (one detector per value, the common case), and the plain index list.
+Plan = tuple[list[Callable[[Any], bool]], list[Slot], Callable[[list[Any]], Any] | None, list[int]]
 
 
 class VersionState:
     """Detectors of one model version in one shard."""
 
     __slots__ = (
-        "_fns",
+        "_err",
+        "_plans",
+        "_stale",
         "categorical",
         "err_n",
         "err_sq",
@@ -86,12 +100,38 @@ class VersionState:
         self._bind()
 
     def _bind(self) -> None:
-        # Bound ``update`` methods next to their slots, per value position:
-        # the hot loop then does no attribute lookups. Rebuilt on unpickle.
-        self._fns: tuple[list[list[tuple[Any, Slot]]], ...] = tuple(
-            [[(slot[3].update, slot) for slot in slots] for slots in group]
-            for group in (self.numeric, self.categorical, [self.score], [self.error])
+        # The per-event plans (never pickled: rebuilt on unpickle, and after a
+        # detection, when a detector may hand out another callable). A
+        # prediction's values are fed in the order numeric positions,
+        # categorical positions, score; at one position its detectors in
+        # config order, as always. ``_plans[False]`` is for a prediction
+        # without a score, ``_plans[True]`` with one.
+        fns: list[Callable[[Any], bool]] = []
+        slots: list[Slot] = []
+        take: list[int] = []
+        steady = True
+        groups = (*self.numeric, *self.categorical, self.score)
+        for position, group in enumerate(groups):
+            for slot in group:
+                fn, ok = slot[3].hot_update()
+                steady = steady and ok
+                fns.append(fn)
+                slots.append(slot)
+                take.append(position)
+        n_score = len(self.score)
+        cut = len(fns) - n_score
+        self._plans: tuple[Plan, Plan] = (
+            _plan(fns[:cut], slots[:cut], take[:cut]),
+            _plan(fns, slots, take),
         )
+        self._err: list[tuple[Callable[[Any], bool], Slot]] = []
+        for slot in self.error:
+            fn, ok = slot[3].hot_update()
+            steady = steady and ok
+            self._err.append((fn, slot))
+        # Not steady: some callable is good for one value only; bind again
+        # before the next event.
+        self._stale = not steady
 
     def __getstate__(self) -> tuple[Any, ...]:
         return (
@@ -125,6 +165,56 @@ class VersionState:
         if target_kind(model, target) == "numeric":
             return [(target, self.numeric[schema.numeric.index(name)])]
         return [(target, self.categorical[schema.categorical.index(name)])]
+
+
+def _plan(fns: list[Callable[[Any], bool]], slots: list[Slot], take: list[int]) -> Plan:
+    pick: Callable[[list[Any]], Any] | None
+    if take == list(range(len(take))):
+        pick = None  # map() stops at the shorter: a trailing score None is never fed
+    elif len(take) == 1:
+        only = take[0]
+        pick = lambda values: (values[only],)  # noqa: E731 - itemgetter(i) gives no tuple
+    else:
+        pick = itemgetter(*take)
+    return fns, slots, pick, take
+
+
+class _Model:
+    """What the per-event path needs of one model, looked up once per event."""
+
+    __slots__ = (
+        "batch",
+        "config",
+        "events_out",
+        "events_pred",
+        "joined",
+        "missing",
+        "n_features",
+        "name",
+        "schema",
+        "segment_at",
+        "shard_out",
+        "shard_pred",
+        "unexpected",
+        "updates",
+    )
+
+    def __init__(self, config: ModelConfig, schema: ModelSchema, segment_at: int | None) -> None:
+        name = self.name = config.name
+        self.config = config
+        self.schema = schema
+        self.batch = config.batch is not None
+        self.n_features = len(config.features)
+        self.segment_at = segment_at
+        # Counter keys, built once rather than per event.
+        self.events_pred = ("events", name, PREDICTIONS)
+        self.events_out = ("events", name, OUTCOMES)
+        self.updates = ("updates", name)
+        self.missing = ("missing", name)
+        self.unexpected = ("unexpected", name)
+        self.joined = ("joined", name)
+        self.shard_pred = f"events:{name}:{PREDICTIONS}"
+        self.shard_out = f"events:{name}:{OUTCOMES}"
 
 
 @dataclass
@@ -170,7 +260,6 @@ class Pipeline:
         # Keyed by (source name, shard): two sources never share join state.
         self.shards: dict[tuple[str, int], ShardState] = {}
         self._max_versions = config.runtime.max_versions_per_model
-        self._source = ""
         # Where each model's batch segment_by value sits among its categorical values.
         self._segment_index = {
             m.name: m.categorical_features().index(m.batch.segment_by)
@@ -179,6 +268,10 @@ class Pipeline:
         }
         # Newest event time per (shard, model) in the batch being processed.
         self._latest: dict[tuple[tuple[str, int], str], float] = {}
+        self._models = {
+            m.name: _Model(m, self.schemas[m.name], self._segment_index.get(m.name))
+            for m in config.models
+        }
 
     # -- state --------------------------------------------------------------
     def shard(self, n: tuple[str, int]) -> ShardState:
@@ -227,29 +320,40 @@ class Pipeline:
     def process(self, records: Sequence[Record], source: str = "") -> BatchOutput:
         """Run one batch of ``source``'s records through the per-event path. Pure."""
         out = BatchOutput()
-        self._source = source
         counts = out.counts
         signals = out.signals
+        positions = out.positions
+        shards = out.shards
+        # Records of one batch nearly always share a shard: look it up on change.
+        shard_n: int | None = None
+        shard_key = (source, 0)
+        state: ShardState | None = None
         for rec in records:
-            out.positions[rec.partition] = rec.offset + 1
-            out.shards[rec.partition] = rec.shard
+            partition = rec.partition
+            positions[partition] = rec.offset + 1
+            shards[partition] = n = rec.shard
+            if n != shard_n or state is None:
+                shard_n = n
+                shard_key = (source, n)
+                state = self.shard(shard_key)
             first_new = len(signals)
+            stream = rec.stream
             try:
-                if rec.stream == PREDICTIONS:
-                    self._prediction(rec, out)
-                elif rec.stream == OUTCOMES:
-                    self._outcome(rec, out)
+                if stream == PREDICTIONS:
+                    self._prediction(rec, state, shard_key, out)
+                elif stream == OUTCOMES:
+                    self._outcome(rec, state, shard_key, out)
                 else:
-                    raise InvalidEvent("stream", f"unknown stream {rec.stream!r}")
+                    raise InvalidEvent("stream", f"unknown stream {stream!r}")
             except InvalidEvent as exc:
                 model = exc.model or "unknown"
-                counts[("invalid", model, rec.stream, exc.code)] += 1
-                self.shard((source, rec.shard)).counts[f"invalid:{model}:{rec.stream}"] += 1
+                counts[("invalid", model, stream, exc.code)] += 1
+                state.counts[f"invalid:{model}:{stream}"] += 1
                 out.dead.append(
                     DeadLetter(
-                        rec.partition,
+                        partition,
                         rec.offset,
-                        rec.stream,
+                        stream,
                         exc.model,
                         exc.code,
                         str(exc),
@@ -257,77 +361,108 @@ class Pipeline:
                     )
                 )
             if len(signals) > first_new:
-                for rule in self.shard((source, rec.shard)).rules:
+                for rule in state.rules:
                     for sig in signals[first_new:]:
                         decision = rule.observe(sig)
                         if decision is not None:
                             out.decisions.append(decision)
         # Event time moved on: rules with hysteresis may resolve.
-        for (shard_key, model_name), now in self._latest.items():
-            for rule in self.shards[shard_key].rules:
+        for (key, model_name), now in self._latest.items():
+            for rule in self.shards[key].rules:
                 resolved = rule.tick(model_name, now)
                 if resolved is not None:
                     out.decisions.append(resolved)
         self._latest.clear()
         return out
 
-    def _prediction(self, rec: Record, out: BatchOutput) -> None:
-        ev = decode(PREDICTIONS, rec.value)
-        assert isinstance(ev, PredictionEvent)
-        schema = self.schemas.get(ev.model)
-        if schema is None:
-            raise InvalidEvent("unknown_model", f"model: unknown model {ev.model!r}")
-        ts = epoch_seconds(ev.timestamp)
-        numeric, categorical, score, unexpected = schema.check_prediction(ev)
-        version = str(ev.model_version)
-        model = schema.config
-        shard_key = (self._source, rec.shard)
-        state = self.shard(shard_key)
-        self._latest[(shard_key, model.name)] = ts
-        vs = self._version(state, model, version)
-        vs.n += 1
-        n = vs.n
-        updates = missing = 0
-        signals = out.signals
-        numeric_fns, categorical_fns, (score_fns,), _ = vs._fns
-        for values, fns_by_index in ((numeric, numeric_fns), (categorical, categorical_fns)):
-            for x, fns in zip(values, fns_by_index, strict=True):
-                if x is None:
-                    missing += 1
-                    continue
-                for update, slot in fns:
-                    if update(x):
-                        signals.append(_signal(shard_key, model.name, version, slot, n, ts))
-                updates += len(fns)
-        if score is not None:
-            for update, slot in score_fns:
-                if update(score):
-                    signals.append(_signal(shard_key, model.name, version, slot, n, ts))
-            updates += len(score_fns)
-        counts = out.counts
-        counts[("events", model.name, PREDICTIONS)] += 1
-        if updates:
-            counts[("updates", model.name)] += updates
-        if missing:
-            counts[("missing", model.name)] += missing
-        if unexpected:
-            counts[("unexpected", model.name)] += unexpected
-        state.counts[f"events:{model.name}:{PREDICTIONS}"] += 1
-        if state.windows is not None and model.batch is not None:
-            state.windows.add(
-                model.name, version, ev.prediction_id, numeric, categorical, score, ts, unexpected
+    def _prediction(
+        self, rec: Record, state: ShardState, shard_key: tuple[str, int], out: BatchOutput
+    ) -> None:
+        value = rec.value
+        ev: PredictionEvent | RawPrediction
+        raw = m = features = None
+        if type(value) is bytes:
+            # The common event in one msgspec pass per part: all but the
+            # features, then the features as the model's typed struct. If
+            # that fails, the general decode and check (below) take it from
+            # the start, so errors and counts are theirs. A second
+            # "features" key is left to them too: msgspec would keep the last
+            # and not type-check the first.
+            try:
+                raw = decode_raw_prediction_json(value)
+            except msgspec.DecodeError:
+                pass
+            else:
+                m = self._models.get(raw.model)
+                if m is not None and value.count(b'"features"') == 1:
+                    features = m.schema.features_of(raw)
+        if features is not None and raw is not None and m is not None:
+            ev = raw
+            ts = raw.timestamp
+            if type(ts) is not float:
+                ts = epoch_seconds(ts)  # a datetime (JSON numbers are finite)
+            numeric, categorical, score, unexpected, missing = m.schema.check_features(
+                raw, features
             )
-        segment_at = self._segment_index.get(model.name)
+        else:
+            event, m, ts, finite = _envelope_of(
+                self._models, value, decode_prediction_json, PredictionEvent, PREDICTIONS
+            )
+            ev = event
+            numeric, categorical, score, unexpected, missing = m.schema.check(event, finite)
+        version = str(ev.model_version)
+        name = m.name
+        self._latest[(shard_key, name)] = ts
+        versions = state.versions.get(name)
+        vs = versions.get(version) if versions is not None else None
+        if vs is None or versions is None:
+            vs = self._version(state, m.config, version)
+        else:
+            versions.move_to_end(version)  # least recently used goes first
+        vs.n = n = vs.n + 1
+        if vs._stale:
+            vs._bind()
+        fns, slots, pick, take = vs._plans[score is not None]
+        updates = 0
+        if fns:
+            values = [*numeric, *categorical, score]
+            if missing:
+                updates = self._feed_missing(
+                    vs, fns, slots, take, values, shard_key, name, version, n, ts, out
+                )
+            else:
+                # One C loop calls every detector on its value, in feed order.
+                hits = list(map(call, fns, values if pick is None else pick(values)))
+                updates = len(fns)
+                if any(hits):
+                    for j, hit in enumerate(hits):
+                        if hit:
+                            self._detected(vs, slots[j], shard_key, name, version, n, ts, out)
+        counts = out.counts
+        counts[m.events_pred] += 1
+        if updates:
+            counts[m.updates] += updates
+        if missing:
+            counts[m.missing] += missing
+        if unexpected:
+            counts[m.unexpected] += unexpected
+        state.counts[m.shard_pred] += 1
+        if state.windows is not None and m.batch:
+            state.windows.add(
+                name, version, ev.prediction_id, numeric, categorical, score, ts, unexpected
+            )
+        segment_at = m.segment_at
         segment = categorical[segment_at] if segment_at is not None else None
+        prediction = ev.prediction
         waiting = state.join.add_prediction(
-            (model.name, ev.prediction_id), ts, Waiting(version, ev.prediction, n, score, segment)
+            (name, ev.prediction_id), ts, Waiting(version, prediction, n, score, segment)
         )
         if waiting is not None:
             self._joined(
                 state,
-                schema,
+                m,
                 version,
-                ev.prediction,
+                prediction,
                 n,
                 waiting[1],
                 waiting[0],
@@ -337,29 +472,71 @@ class Pipeline:
                 shard=shard_key,
             )
 
-    def _outcome(self, rec: Record, out: BatchOutput) -> None:
-        ev = decode(OUTCOMES, rec.value)
-        assert isinstance(ev, OutcomeEvent)
-        schema = self.schemas.get(ev.model)
-        if schema is None:
-            raise InvalidEvent("unknown_model", f"model: unknown model {ev.model!r}")
-        ts = epoch_seconds(ev.timestamp)
+    def _feed_missing(
+        self,
+        vs: VersionState,
+        fns: list[Callable[[Any], bool]],
+        slots: list[Slot],
+        take: list[int],
+        values: list[Any],
+        shard_key: tuple[str, int],
+        name: str,
+        version: str,
+        n: int,
+        ts: float,
+        out: BatchOutput,
+    ) -> int:
+        """The feed of a prediction with missing values: they are skipped."""
+        updates = 0
+        for j, position in enumerate(take):
+            x = values[position]
+            if x is None:
+                continue
+            updates += 1
+            if fns[j](x):
+                self._detected(vs, slots[j], shard_key, name, version, n, ts, out)
+        return updates
+
+    def _detected(
+        self,
+        vs: VersionState,
+        slot: Slot,
+        shard_key: tuple[str, int],
+        name: str,
+        version: str,
+        position: int,
+        ts: float,
+        out: BatchOutput,
+        seq: int | None = None,
+    ) -> None:
+        slot[3].hot_detected()
+        vs._stale = True  # the detector may hand out another callable now
+        out.signals.append(_signal(shard_key, name, version, slot, position, ts, seq))
+
+    def _outcome(
+        self, rec: Record, state: ShardState, shard_key: tuple[str, int], out: BatchOutput
+    ) -> None:
+        ev, m, ts, _ = _envelope_of(
+            self._models, rec.value, decode_outcome_json, OutcomeEvent, OUTCOMES
+        )
+        schema = m.schema
+        label = ev.label
         if schema.task == "regression":
-            schema.error(0.0, ev.label)  # validates the label before it is held
-        shard_key = (self._source, rec.shard)
-        state = self.shard(shard_key)
-        self._latest[(shard_key, ev.model)] = ts
-        out.counts[("events", ev.model, OUTCOMES)] += 1
-        state.counts[f"events:{ev.model}:{OUTCOMES}"] += 1
-        pred = state.join.add_outcome((ev.model, ev.prediction_id), ts, (ts, ev.label))
+            schema.error(0.0, label)  # validates the label before it is held
+        name = m.name
+        self._latest[(shard_key, name)] = ts
+        out.counts[m.events_out] += 1
+        state.counts[m.shard_out] += 1
+        # (ev.model, not name: the same key, and the same checkpoint bytes as before.)
+        pred = state.join.add_outcome((ev.model, ev.prediction_id), ts, (ts, label))
         if pred is not None:
             self._joined(
                 state,
-                schema,
+                m,
                 pred.model_version,
                 pred.prediction,
                 pred.position,
-                ev.label,
+                label,
                 ts,
                 out,
                 pred.score,
@@ -370,7 +547,7 @@ class Pipeline:
     def _joined(
         self,
         state: ShardState,
-        schema: ModelSchema,
+        m: _Model,
         version: str,
         prediction: Any,
         position: int,
@@ -382,33 +559,32 @@ class Pipeline:
         *,
         shard: tuple[str, int],
     ) -> None:
-        model = schema.config
-        versions = state.versions.get(model.name)
+        name = m.name
+        versions = state.versions.get(name)
         vs = versions.get(version) if versions is not None else None
         if vs is None:
             return  # that version's detectors were evicted (LRU); its errors no longer matter
         vs.n_outcomes += 1
         try:
-            err = schema.error(prediction, label)
+            err = m.schema.error(prediction, label)
         except InvalidEvent:
             return  # the outcome was validated on arrival; the prediction's type is the mismatch
         vs.err_n += 1
         vs.err_sum += err
         vs.err_sq += err * err
-        for update, slot in vs._fns[3][0]:
+        if vs._stale:
+            vs._bind()
+        err_fns = vs._err
+        for update, slot in err_fns:
             if update(err):
                 # Positioned at the prediction whose outcome tripped it, so
                 # every signal of a version counts in the same events.
-                out.signals.append(
-                    _signal(shard, model.name, version, slot, position, ts, vs.n_outcomes)
-                )
-        if vs.error:
-            out.counts[("updates", model.name)] += len(vs.error)
-        if state.windows is not None and model.batch is not None:
-            state.windows.add_labeled(
-                model.name, prediction, label, score, ts, len(model.features), segment
-            )
-        out.counts[("joined", model.name)] += 1
+                self._detected(vs, slot, shard, name, version, position, ts, out, vs.n_outcomes)
+        if err_fns:
+            out.counts[m.updates] += len(err_fns)
+        if state.windows is not None and m.batch:
+            state.windows.add_labeled(name, prediction, label, score, ts, m.n_features, segment)
+        out.counts[m.joined] += 1
 
     # -- views ------------------------------------------------------------------
     def join_sizes(self) -> tuple[int, int]:
@@ -466,6 +642,37 @@ def _signal(
         event_time=ts,
         details=det.details(),
     )
+
+
+def _envelope_of(
+    models: dict[str, Any], value: Any, fast: Callable[[bytes], Any], kind: type[Any], stream: str
+) -> tuple[Any, Any, float, bool]:
+    """An event decoded (JSON bytes by ``fast``, else the general ``decode``,
+    which names the problem), its model, its event time in epoch seconds, and
+    whether its numbers are known finite (JSON numbers are: see
+    ``decode_prediction_json``). Raises :class:`InvalidEvent`."""
+    if type(value) is bytes:
+        finite = True
+        try:
+            event = fast(value)
+        except msgspec.DecodeError:
+            event = _decoded(kind, decode(stream, value))
+    else:
+        finite = False
+        event = _decoded(kind, decode(stream, value))
+    m = models.get(event.model)
+    if m is None:
+        raise InvalidEvent("unknown_model", f"model: unknown model {event.model!r}")
+    ts = event.timestamp
+    if type(ts) is not float or not (finite or ts - ts == 0.0):
+        ts = epoch_seconds(ts)  # a datetime; or raises for NaN and infinity
+    return event, m, ts, finite
+
+
+def _decoded(kind: type[Any], event: PredictionEvent | OutcomeEvent) -> Any:
+    # decode() returns the event type of the stream it was given.
+    assert isinstance(event, kind)
+    return event
 
 
 def _raw(value: bytes | Mapping[str, Any]) -> bytes:
