@@ -118,7 +118,9 @@ class Daemon:
         # The scheduler's thread only says which model's check is due; the loop,
         # which owns the shard state, runs it.
         self._due: queue.SimpleQueue[str] = queue.SimpleQueue()
+        # Rules for a scheduled check no shard here took part in (in memory).
         self._model_rules = [make_rule(r) for r in config.rules]
+        self._lead: tuple[str, int] | None = None
         self.batch = BatchRunner(
             config, self.store, self.metrics, self._due.put, self._on_check, clock
         )
@@ -302,7 +304,7 @@ class Daemon:
         errs puts them back), so a crash neither loses nor double-judges them;
         a restart judges what was closed (see :meth:`_judge_groups`). Blocks."""
         taken: list[int] = []
-
+        self._lead = self._lead_shard(model, None)
         cfg = self.config.model(model)
         sliding = cfg is not None and cfg.batch is not None and cfg.batch.window == "sliding"
 
@@ -325,6 +327,21 @@ class Daemon:
         for group in taken:
             self._settle(model, group, outcome.status != "error")
         return outcome
+
+    def _lead_shard(self, model: str, group: int | None) -> tuple[str, int] | None:
+        """The shard whose rules take a scheduled check of ``model`` (of closed
+        ``group``, or of its open windows): the first one here with a part of
+        it. Its rules are checkpointed with it, so their state (persistence over
+        checks) survives a restart and moves with the shard."""
+        for key in sorted(self.pipeline.shards):
+            windows = self.pipeline.shards[key].windows
+            if windows is None:
+                continue
+            if group is None and windows.peek(model) is not None:
+                return key
+            if any(w.model == model and w.group == group for w in windows.closed):
+                return key
+        return None
 
     def _merged_windows(self, model: str) -> Window | None:
         """``model``'s open windows of every shard here, merged (a copy)."""
@@ -368,6 +385,7 @@ class Daemon:
             if self.config.model(model) is None:
                 continue
             window = merge(parts)
+            self._lead = self._lead_shard(model, group)
             outcome = self.batch.run(model, window, repeatable=True)
             if outcome.status in ("ok", "failed") and window is not None:
                 outcome.n, outcome.event_time = window.n, window.last_time
@@ -375,8 +393,14 @@ class Daemon:
             self._settle(model, group, outcome.status != "error")
 
     def _on_check(self, check: CheckOutcome) -> None:
-        """A judged scheduled check: its failures go to the model-level rules."""
-        self._write(BatchOutput(signals=check.signals, decisions=observe(check, self._model_rules)))
+        """A judged scheduled check: its failures go to the rules of its lead
+        shard (see :meth:`_lead_shard`), else to process-level ones."""
+        lead = self._lead
+        state = self.pipeline.shards.get(lead) if lead is not None else None
+        rules = state.rules if state is not None else self._model_rules
+        self._write(BatchOutput(signals=check.signals, decisions=observe(check, rules)))
+        if lead is not None:
+            self._mark_dirty(*lead)
 
     def _service(self) -> None:
         """Between batches (loop thread): judge windows left closed (restored

@@ -48,13 +48,21 @@ def test_replay_is_a_dry_run_backtest(tmp_path: Path) -> None:
 
 def test_decisions_and_signals_commands(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
-    cfg.write_text(demo_config_text(tmp_path / "d.db"))
+    batch_rule = (
+        '[[rules]]\nname = "batch-drift"\nmodel = "credit-risk"\nalerts = ["log"]\n'
+        '  [[rules.any]]\n  detectors = ["drift:*"]\n'
+    )
+    cfg.write_text(demo_config_text(tmp_path / "d.db", extra=batch_rule))
     assert run("run", "--config", str(cfg), cwd=tmp_path).returncode == 0
     out = run("decisions", "--config", str(cfg), "--model", "credit-risk", cwd=tmp_path)
     rows = [json.loads(line) for line in out.stdout.splitlines()]
-    assert [r["outcome"] for r in rows] == ["suppressed", "fired"]  # newest first
+    # Newest first: the end-of-replay check's, then the streaming detectors'.
+    assert [(r["rule"], r["outcome"]) for r in rows] == [
+        ("batch-drift", "fired"),
+        ("retrain-on-drift", "fired"),
+    ]
     assert {d["target"] for d in rows[1]["deliveries"]} == {"retrain", "log"}
-    assert rows[0]["deliveries"] == []
+    assert [d["target"] for d in rows[0]["deliveries"]] == ["log"]
     assert run("decisions", "--config", str(cfg), "--model", "nope", cwd=tmp_path).stdout == ""
     sig = run("signals", "--config", str(cfg), "--limit", "3", cwd=tmp_path)
     assert len(sig.stdout.splitlines()) == 3
