@@ -9,13 +9,7 @@ from typing import Any
 from alerts.base import AlertChannel, DeliveryResult
 from alerts.message import summary
 from monitor.config import WebhookAlertConfig
-from triggers.webhook import (
-    ALERT_PLACEHOLDERS,
-    BodyTemplate,
-    SignedSender,
-    encode_json,
-    template_values,
-)
+from triggers.webhook import ALERT_PLACEHOLDERS, encode_json, signed_target, template_values
 
 
 class WebhookChannel(AlertChannel):
@@ -29,19 +23,7 @@ class WebhookChannel(AlertChannel):
     def __init__(self, config: WebhookAlertConfig, clock: Callable[[], float] = time.time) -> None:
         self._take_policy(config)
         self.url = config.url
-        self._template = (
-            BodyTemplate(config.body_template, ALERT_PLACEHOLDERS)
-            if config.body_template is not None
-            else None
-        )
-        self._sender = SignedSender(
-            config.url,
-            config.signing_key,
-            timeout=config.timeout_seconds,
-            headers=config.headers,
-            secret_headers=config.secret_headers,
-            clock=clock,
-        )
+        self._template, self._sender = signed_target(config, ALERT_PLACEHOLDERS, clock)
 
     def body(self, decision: Mapping[str, Any]) -> bytes:
         text = summary(decision)

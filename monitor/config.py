@@ -452,9 +452,8 @@ class WebhookActionConfig(_Delivery, tag="webhook", tag_field="type", kw_only=Tr
     def __post_init__(self) -> None:
         from triggers.webhook import ACTION_PLACEHOLDERS, check_request_fields
 
-        if not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"url must start with http:// or https://, got {self.url!r}")
         check_request_fields(
+            url=self.url,
             headers=self.headers,
             secret_headers=self.secret_headers,
             body_template=self.body_template,
@@ -511,9 +510,8 @@ class WebhookAlertConfig(_Delivery, tag="webhook", tag_field="type", kw_only=Tru
     def __post_init__(self) -> None:
         from triggers.webhook import ALERT_PLACEHOLDERS, check_request_fields
 
-        if not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"url must start with http:// or https://, got {self.url!r}")
         check_request_fields(
+            url=self.url,
             headers=self.headers,
             secret_headers=self.secret_headers,
             body_template=self.body_template,

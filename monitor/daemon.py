@@ -337,7 +337,7 @@ class Daemon:
             windows = self.pipeline.shards[key].windows
             if windows is None:
                 continue
-            if group is None and windows.peek(model) is not None:
+            if group is None and windows.has_open(model):
                 return key
             if any(w.model == model and w.group == group for w in windows.closed):
                 return key

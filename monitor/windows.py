@@ -324,6 +324,10 @@ class WindowBuffer:
         """The check of closed window ``seq`` is stored: forget the window. Safe to repeat."""
         self.closed = [w for w in self.closed if not (w.model == model and w.seq == seq)]
 
+    def has_open(self, model: str) -> bool:
+        """Whether ``model`` has an open window here (no copy made)."""
+        return model in self.windows or model in self.slides
+
     def take(self, model: str) -> Window | None:
         """Close ``model``'s window and return it (sliding: a copy; it stays open)."""
         if self.spec(model).sliding:

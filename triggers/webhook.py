@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
-from monitor.config import WebhookActionConfig
+from monitor.config import WebhookActionConfig, WebhookAlertConfig
 from monitor.secrets import Secret
 from triggers.base import Action, DeliveryError, DeliveryResult
 from triggers.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
@@ -211,6 +211,7 @@ def _scan(source: str) -> Iterable[str | tuple[str, bool]]:
 
 def check_request_fields(
     *,
+    url: str,
     headers: Mapping[str, str],
     secret_headers: Mapping[str, Secret],
     body_template: str | None,
@@ -219,6 +220,8 @@ def check_request_fields(
 ) -> None:
     """Config-time checks of a webhook target's headers and body template
     (called from the config structs; raises ``ValueError`` naming the key)."""
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"url must start with http:// or https://, got {url!r}")
     if not content_type.strip() or _BAD_HEADER_VALUE.search(content_type):
         raise ValueError(f"content_type: not a header value: {content_type!r}")
     for section, names in (("headers", headers), ("secret_headers", secret_headers)):
@@ -309,6 +312,29 @@ class SignedSender:
         return DeliveryResult(f"HTTP {status}", {"status": status, "response": reply[:500]})
 
 
+def signed_target(
+    config: WebhookActionConfig | WebhookAlertConfig,
+    allowed: Collection[str],
+    clock: Callable[[], float],
+    **request: Any,
+) -> tuple[BodyTemplate | None, SignedSender]:
+    """The body template (None: the default body) and the signed sender of a
+    webhook action or alert channel; ``request`` adds ``method``/``content_type``."""
+    template = (
+        BodyTemplate(config.body_template, allowed) if config.body_template is not None else None
+    )
+    sender = SignedSender(
+        config.url,
+        config.signing_key,
+        timeout=config.timeout_seconds,
+        headers=config.headers,
+        secret_headers=config.secret_headers,
+        clock=clock,
+        **request,
+    )
+    return template, sender
+
+
 class Webhook(Action):
     """Sends the decision (or its rendered ``body_template``) as JSON, with
     ``method`` (POST or PUT), signed with HMAC-SHA256 (see ``triggers.signing``);
@@ -318,20 +344,12 @@ class Webhook(Action):
     def __init__(self, config: WebhookActionConfig, clock: Callable[[], float] = time.time) -> None:
         self._take_policy(config)
         self.url = config.url
-        self._template = (
-            BodyTemplate(config.body_template, ACTION_PLACEHOLDERS)
-            if config.body_template is not None
-            else None
-        )
-        self._sender = SignedSender(
-            config.url,
-            config.signing_key,
-            timeout=config.timeout_seconds,
-            headers=config.headers,
-            secret_headers=config.secret_headers,
+        self._template, self._sender = signed_target(
+            config,
+            ACTION_PLACEHOLDERS,
+            clock,
             method=config.method,
             content_type=config.content_type,
-            clock=clock,
         )
 
     def body(self, decision: Mapping[str, Any]) -> bytes:
