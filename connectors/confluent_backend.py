@@ -199,8 +199,8 @@ class ConfluentBackend(ConsumerBackend):
         append = out.append
         make = tuple.__new__  # Fetched(...) without NamedTuple.__new__'s overhead (hot path)
         for m in messages:
-            if m.error() is not None:
-                err = m.error()
+            err = m.error()
+            if err is not None:
                 if err.code() != self._ck.KafkaError._PARTITION_EOF:
                     log.warning("kafka: %s", err.str())
                 continue
@@ -238,7 +238,7 @@ class ConfluentBackend(ConsumerBackend):
         # nothing yet when it is paused, and looks it up again on resume: under
         # repeated backpressure such a partition never starts. Leave it fetching
         # (its prefetch stays bounded by queued.max.messages.kbytes).
-        started = [tp for tp in partitions if self.position(*tp) is not None]
+        started = [tp for tp in partitions if self._position(*tp) is not None]
         if started:
             self._consumer.pause([self._ck.TopicPartition(t, p) for t, p in started])
 
@@ -254,23 +254,43 @@ class ConfluentBackend(ConsumerBackend):
             TopicPartition(tp.topic, tp.partition) for tp in self._consumer.assignment()
         )
 
-    def position(self, topic: str, partition: int) -> int | None:
+    def _position(self, topic: str, partition: int) -> int | None:
+        """librdkafka's own position: None until the partition delivered a message."""
         try:
             (tp,) = self._consumer.position([self._ck.TopicPartition(topic, partition)])
         except self._ck.KafkaException:
             return None
         return int(tp.offset) if tp.offset >= 0 else None
 
-    def highwater(self, topic: str, partition: int) -> int | None:
+    def position(self, topic: str, partition: int) -> int | None:
+        pos = self._position(topic, partition)
+        if pos is None:
+            # librdkafka knows no position until the partition delivered a
+            # message; an empty one (low == high watermark) starts at its end
+            # whatever the reset policy, so the merge need not wait on it.
+            lo, hi = self._watermarks(topic, partition)
+            if hi is not None and lo == hi:
+                return hi
+        return pos
+
+    def _watermarks(self, topic: str, partition: int) -> tuple[int | None, int | None]:
+        """The low and high watermarks of the last fetch response or statistics
+        report (never asks the broker); None where unknown."""
         try:
             marks = self._consumer.get_watermark_offsets(
                 self._ck.TopicPartition(topic, partition), cached=True
             )
         except self._ck.KafkaException:
-            return None
-        if marks is None or marks[1] < 0:
-            return None
-        return int(marks[1])
+            return None, None
+        if marks is None:
+            return None, None
+        return (
+            int(marks[0]) if marks[0] >= 0 else None,
+            int(marks[1]) if marks[1] >= 0 else None,
+        )
+
+    def highwater(self, topic: str, partition: int) -> int | None:
+        return self._watermarks(topic, partition)[1]
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         if not offsets:

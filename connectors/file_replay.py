@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from itertools import islice, repeat
+from itertools import islice
 from pathlib import Path
-from types import MemberDescriptorType
 from typing import Any
 
 import msgspec
@@ -18,6 +15,7 @@ from connectors.csv_file import CsvFile
 from connectors.file_reader import FileReader
 from connectors.jsonl_file import JsonlFile
 from connectors.parquet_file import ParquetFile
+from connectors.records import NO_TIME, STAMP, as_time, event_time, make_records
 
 READERS: Mapping[str, type[FileReader]] = {
     "jsonl": JsonlFile,
@@ -34,87 +32,9 @@ _SUFFIXES = {
 }
 
 
-class _Stamp(msgspec.Struct, gc=False):
-    # gc=False: one per record read, freed at once; untracked, it neither
-    # costs the garbage collector nor brings its next collection closer.
-    # (It cannot be in a cycle: it holds a freshly decoded value.)
-    timestamp: Any = None
-
-
-_stamp = msgspec.json.Decoder(_Stamp)
-_NO_TIME = float("-inf")
 _FLOAT = {float}
 # Rows of a CSV or Parquet file taken at a time (JSONL comes in blocks of bytes).
 _ROWS_PER_CHUNK = 4096
-
-
-def event_time(value: bytes | Mapping[str, Any]) -> float | None:
-    """The event time of a raw record, or None if it has none we can read
-    (a malformed record: it will be dead-lettered, its order does not matter)."""
-    try:
-        ts = _stamp.decode(value).timestamp if isinstance(value, bytes) else value.get("timestamp")
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
-    return _as_time(ts)
-
-
-def _as_time(ts: Any) -> float | None:
-    if isinstance(ts, int | float) and not isinstance(ts, bool):
-        return float(ts)
-    if isinstance(ts, str):
-        try:
-            return float(ts)
-        except ValueError:
-            pass
-        try:
-            from datetime import UTC, datetime
-
-            dt = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-            return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
-        except ValueError:
-            return None
-    return None
-
-
-def _records_by_slots() -> Callable[[str, list[Any], str, list[int]], list[Record]] | None:
-    """A faster way to build a chunk's :class:`Record` objects, if Record is
-    what it is today: a frozen, slotted dataclass whose ``__init__`` only sets
-    its five fields. Its generated ``__init__`` sets them one Python-level
-    ``object.__setattr__`` at a time (about 0.6 us a record); filling the slots
-    field by field over the whole chunk with their C descriptors takes 0.27 us.
-    None (use the constructor) if Record has changed."""
-    names = [f.name for f in dataclasses.fields(Record)]
-    if names != ["stream", "value", "partition", "offset", "shard"] or hasattr(
-        Record, "__post_init__"
-    ):
-        return None
-    slots = [getattr(Record, name, None) for name in names]
-    setters = [d.__set__ for d in slots if isinstance(d, MemberDescriptorType)]
-    if len(setters) != len(names):
-        return None
-    set_stream, set_value, set_partition, set_offset, set_shard = setters
-    new = object.__new__
-
-    def build(stream: str, values: list[Any], partition: str, offsets: list[int]) -> list[Record]:
-        records = list(map(new, repeat(Record, len(values))))
-        deque(map(set_stream, records, repeat(stream)), 0)
-        deque(map(set_value, records, values), 0)
-        deque(map(set_partition, records, repeat(partition)), 0)
-        deque(map(set_offset, records, offsets), 0)
-        deque(map(set_shard, records, repeat(0)), 0)
-        return records
-
-    return build
-
-
-_build_records = _records_by_slots()
-
-
-def _records(stream: str, values: list[Any], partition: str, offsets: list[int]) -> list[Record]:
-    """``Record(stream, value, partition, offset, 0)`` for each value."""
-    if _build_records is not None:
-        return _build_records(stream, values, partition, offsets)
-    return list(map(Record, repeat(stream), values, repeat(partition), offsets, repeat(0)))
 
 
 def _times(values: list[Any], lines: bool) -> list[float]:
@@ -126,14 +46,14 @@ def _times(values: list[Any], lines: bool) -> list[float]:
     """
     if lines:
         try:
-            times = [s.timestamp for s in map(_stamp.decode, values)]
+            times = [s.timestamp for s in map(STAMP.decode, values)]
         except (msgspec.DecodeError, msgspec.ValidationError):
             pass  # one is malformed: each on its own below
         else:
             if {*map(type, times)} == _FLOAT:
                 return times
-            return [_NO_TIME if t is None else t for t in map(_as_time, times)]
-    return [_NO_TIME if t is None else t for t in map(event_time, values)]
+            return [NO_TIME if t is None else t for t in map(as_time, times)]
+    return [NO_TIME if t is None else t for t in map(event_time, values)]
 
 
 class _Stream:
@@ -233,7 +153,7 @@ class FileReplay(Source):
         else:
             chunks, lines = _batched(reader.read(start), _ROWS_PER_CHUNK), False
         for offsets, values in chunks:
-            yield _times(values, lines), _records(stream, values, part, offsets)
+            yield _times(values, lines), make_records(stream, values, part, offsets)
 
     def poll(self, max_records: int, timeout_seconds: float) -> list[Record]:
         out: list[Record] = []
@@ -251,11 +171,7 @@ class FileReplay(Source):
             # The head with the smallest event time; on a tie the earlier file.
             head = min(live, key=_Stream.head_time)
             ts = head.times[head.pos]
-            if (
-                self._speed > 0
-                and ts != _NO_TIME
-                and not self._pace(ts, timeout_seconds, bool(out))
-            ):
+            if self._speed > 0 and ts != NO_TIME and not self._pace(ts, timeout_seconds, bool(out)):
                 break
             out.append(head.records[head.pos])
             head.pos += 1

@@ -19,10 +19,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
 from typing import Literal, NamedTuple
 
 from connectors.base import OUTCOMES, PREDICTIONS, RebalanceListener, Record, Source
-from connectors.file_replay import event_time
 from connectors.kafka_backend import (
     BackendError,
     ConsumerBackend,
@@ -30,11 +31,14 @@ from connectors.kafka_backend import (
     ProducerBackend,
     TopicPartition,
 )
+from connectors.records import NO_TIME, event_time, make_records
 
 log = logging.getLogger("driftd.kafka")
 
 #: Header naming why a record was dead-lettered.
 REASON_HEADER = "driftd-reason"
+
+_PARTITION_KEY = itemgetter(0, 1)  # (topic, partition) of a Fetched
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +78,12 @@ class KafkaSettings:
                 )
         if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
             raise ValueError("heartbeat_interval_ms must be at most a third of session_timeout_ms")
+
+
+def _time(record: Record) -> float:
+    """A record's event time for the merge; unreadable ones sort first."""
+    ts = event_time(record.value)
+    return NO_TIME if ts is None else ts
 
 
 def make_consumer(settings: KafkaSettings) -> ConsumerBackend:
@@ -188,8 +198,9 @@ class KafkaSource(Source):
         self._acked: dict[TopicPartition, int] = {}  # last committed position
         self._paused = False  # backpressure engaged
         # Event-time merge of each shard's two partitions (see _release): what
-        # was fetched and not handed out yet, as (event time, stream order, record).
-        self._buf: dict[TopicPartition, deque[tuple[float, int, Record]]] = {}
+        # was fetched and not handed out yet.
+        self._buf: dict[TopicPartition, deque[Record]] = {}
+        self._side_cache: dict[int, tuple[TopicPartition, TopicPartition]] = {}
         self._waiting_since: dict[int, float] = {}  # shard -> when its head began to wait
         self._max_merge_wait = max_merge_wait_seconds
         self._max_buffered = max_buffered_per_partition
@@ -378,26 +389,20 @@ class KafkaSource(Source):
             self._drop_backend(exc)
             return []
         self._connected = backend.connected()
-        streams, names, held, bufs = self._streams, self._names, self._held, self._buf
-        for topic, partition, offset, value, _headers in fetched:
+        streams, held, bufs = self._streams, self._held, self._buf
+        # Clients return a partition's records in runs: built a run at a time.
+        for (topic, partition), run in groupby(fetched, _PARTITION_KEY):
             tp = TopicPartition(topic, partition)
             if tp not in held:
                 continue
-            name = names.get(tp) or self.partition_name(topic, partition)
-            stream = streams[topic]
-            ts = event_time(value)
+            _topics, _partitions, offsets, values, _headers = zip(*run, strict=True)
             buf = bufs.get(tp)
             if buf is None:
                 buf = bufs[tp] = deque()
-            record = Record(stream, value, name, offset, partition)
-            buf.append((float("-inf") if ts is None else ts, stream is OUTCOMES, record))
+            name = self.partition_name(topic, partition)
+            buf.extend(make_records(streams[topic], values, name, offsets, partition))
         released += self._release(budget - len(released))
-        out: list[Record] = []
-        for tp, rec in released:
-            out.append(rec)
-            self._acked.setdefault(tp, rec.offset)
-            self._next[tp] = rec.offset + 1
-        return out
+        return released
 
     def _drained(self, tp: TopicPartition) -> bool:
         """Nothing of ``tp`` is buffered or left to fetch right now: its position
@@ -408,9 +413,19 @@ class KafkaSource(Source):
             return False
         hw = self._backend.highwater(tp.topic, tp.partition)
         pos = self._backend.position(tp.topic, tp.partition)
+        if pos is None:  # nothing read since the seek to a stored position
+            pos = self._next.get(tp)
         return hw is not None and pos is not None and pos >= hw
 
-    def _release(self, budget: int) -> list[tuple[TopicPartition, Record]]:
+    def _take(self, tp: TopicPartition, buf: deque[Record], k: int, out: list[Record]) -> None:
+        """Hand out the first ``k`` (>= 1) records of ``tp``'s buffer."""
+        self._acked.setdefault(tp, buf[0].offset)
+        popleft, append = buf.popleft, out.append
+        for _ in range(k):
+            append(popleft())
+        self._next[tp] = out[-1].offset + 1
+
+    def _release(self, budget: int) -> list[Record]:
         """Up to ``budget`` buffered records, each shard's two partitions merged
         by event time (predictions first on ties) as the file replay merges its
         files. A record goes only when the partner partition has a later one
@@ -421,8 +436,13 @@ class KafkaSource(Source):
         silent partner, and not at all once ``max_buffered_per_partition``
         records of its partition wait (a topic far ahead of the other): then
         the order is best effort, and a warning says so. Unreadable event
-        times (dead letters to be) go at once."""
-        out: list[tuple[TopicPartition, Record]] = []
+        times (dead letters to be) go at once.
+
+        Hot path: records move in runs (all of one side at once when the
+        partner has nothing and is drained); the partner's fetch state is read
+        once per run, not once per record, and an event time is read only when
+        the order depends on it."""
+        out: list[Record] = []
         if budget <= 0:
             return out
         now = time.monotonic()
@@ -431,22 +451,30 @@ class KafkaSource(Source):
             self._rotate = k = (self._rotate + 1) % len(shards)
             shards = shards[k:] + shards[:k]
         for n in shards:
-            sides = [TopicPartition(t, n) for t in self._streams]
-            bufs = [self._buf.get(tp) for tp in sides]
+            sides = self._sides(n)
+            a, b = self._buf.get(sides[0]), self._buf.get(sides[1])
             while len(out) < budget:
-                heads = [(b[0], i) for i, b in enumerate(bufs) if b]
-                if not heads:
+                if a and b:
+                    self._waiting_since.pop(n, None)
+                    self._merge(sides, a, b, budget, out)
+                    continue
+                if not a and not b:
                     self._waiting_since.pop(n, None)
                     break
-                head, i = min(heads, key=lambda h: (h[0][0], h[0][1]))
-                buf = bufs[i]
+                i, buf = (0, a) if a else (1, b)
                 assert buf is not None
-                if (
-                    len(heads) == 1
-                    and head[0] != float("-inf")
-                    and len(buf) < self._max_buffered
-                    and not self._drained(sides[1 - i])
-                ):
+                tp, room = sides[i], budget - len(out)
+                k = 0  # leading unreadable times go at once
+                while k < len(buf) and k < room and _time(buf[k]) == NO_TIME:
+                    k += 1
+                if k:
+                    self._take(tp, buf, k, out)
+                    continue
+                if len(buf) >= self._max_buffered:  # down below the bound, then wait again
+                    self._waiting_since.pop(n, None)
+                    self._take(tp, buf, min(room, len(buf) - self._max_buffered + 1), out)
+                    continue
+                if not self._drained(sides[1 - i]):
                     if self._paused:  # the partner is not fetched meanwhile: no timeout
                         self._waiting_since.pop(n, None)
                         break
@@ -463,10 +491,55 @@ class KafkaSource(Source):
                         self._waiting_since[n] = -1.0  # released until the partner speaks
                 else:
                     self._waiting_since.pop(n, None)
-                out.append((sides[i], buf.popleft()[2]))
+                self._take(tp, buf, min(room, len(buf)), out)
             if len(out) >= budget:
                 break
         return out
+
+    def _merge(
+        self,
+        sides: tuple[TopicPartition, TopicPartition],
+        a: deque[Record],
+        b: deque[Record],
+        budget: int,
+        out: list[Record],
+    ) -> None:
+        """Hand out records of a shard's two buffers (``a`` predictions, ``b``
+        outcomes) in event-time order while both have some; predictions first
+        on ties."""
+        last_a: Record | None = None
+        last_b: Record | None = None
+        first_a, first_b = a[0].offset, b[0].offset
+        ta, tb = _time(a[0]), _time(b[0])
+        append = out.append
+        while len(out) < budget:
+            if ta <= tb:
+                last_a = a.popleft()
+                append(last_a)
+                if not a:
+                    break
+                ta = _time(a[0])
+            else:
+                last_b = b.popleft()
+                append(last_b)
+                if not b:
+                    break
+                tb = _time(b[0])
+        for tp, first, last in ((sides[0], first_a, last_a), (sides[1], first_b, last_b)):
+            if last is not None:
+                self._acked.setdefault(tp, first)
+                self._next[tp] = last.offset + 1
+
+    def _sides(self, shard: int) -> tuple[TopicPartition, TopicPartition]:
+        """The (predictions, outcomes) partitions of ``shard``."""
+        sides = self._side_cache.get(shard)
+        if sides is None:
+            first, second = self._streams  # predictions, then outcomes (see __init__)
+            sides = self._side_cache[shard] = (
+                TopicPartition(first, shard),
+                TopicPartition(second, shard),
+            )
+        return sides
 
     def commit(self, positions: Mapping[str, int]) -> None:
         """Acknowledge checkpointed positions: they count as no longer in flight

@@ -273,6 +273,7 @@ class Harness:
         store: PositionStore | None = None,
         listener: RebalanceListener | None = None,
         backpressure: Backpressure | None = None,
+        merge_wait_seconds: float = 5.0,
     ) -> KafkaSource:
         settings = settings or self.settings()
         positions = store or PositionStore()
@@ -283,6 +284,7 @@ class Harness:
             positions_for=positions.positions_for,
             backpressure=backpressure,
             backend_factory=self.backend_factory(settings),
+            max_merge_wait_seconds=merge_wait_seconds,
         )
         if listener is not None:
             src.set_rebalance_listener(listener)

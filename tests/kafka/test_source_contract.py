@@ -237,6 +237,47 @@ def test_backpressure_pauses_partitions_instead_of_buffering(harness: Harness) -
         assert [r.offset for r in by_partition(got)[f"kafka:{preds}:{p}"]] == list(range(50))
 
 
+def stamped(tag: str, partition: int, times: Sequence[int]) -> list[bytes]:
+    return [f'{{"id":"{tag}-{partition}-{t}","timestamp":{t}}}'.encode() for t in times]
+
+
+def test_each_shard_sees_its_two_partitions_merged_by_event_time(harness: Harness) -> None:
+    # All predictions are produced before any outcome, and fetches interleave
+    # as they will: a shard still sees one event-time order, predictions first
+    # on ties, whatever the batch size.
+    preds, outs = harness.topics()
+    harness.produce(preds, {p: stamped("p", p, range(0, 60, 2)) for p in range(4)})
+    harness.produce(outs, {p: stamped("o", p, range(1, 61, 2)) for p in range(3)})
+    harness.produce(outs, {3: stamped("o", 3, range(0, 60, 2))})  # ties with predictions
+    src = harness.source([preds, outs])
+    got: list[Record] = []
+
+    assert harness.poll_until(
+        [src], lambda: len(got) >= 240, JOIN, sink=collect(got), batch=7, settle=0.5
+    )
+
+    assert len(got) == 240
+    for p in range(4):
+        seen = [
+            (int(r.value.split(b'"timestamp":')[1][:-1]), r.stream) for r in got if r.shard == p
+        ]
+        expect = sorted(seen, key=lambda s: (s[0], s[1] == OUTCOMES))
+        assert seen == expect, f"shard {p} out of event-time order"
+        assert len(seen) == 60
+
+
+def test_a_silent_outcomes_partition_holds_nothing_back(harness: Harness) -> None:
+    # The outcomes topic is empty: once the client knows a partition has
+    # nothing to give, predictions flow at once (no merge wait to sit out).
+    preds, outs = harness.topics()
+    harness.produce(preds, {p: stamped("p", p, range(25)) for p in range(4)})
+    src = harness.source([preds, outs], merge_wait_seconds=3600.0)
+    got: list[Record] = []
+
+    assert harness.poll_until([src], lambda: len(got) >= 100, JOIN, sink=collect(got))
+    assert sorted((r.shard, r.offset) for r in got) == [(p, i) for p in range(4) for i in range(25)]
+
+
 def test_lag_is_fetch_highwater_minus_next_offset(harness: Harness) -> None:
     preds, outs = harness.topics()
     harness.produce(preds, {p: values("p", p, 20) for p in range(4)})
