@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -77,6 +78,17 @@ class JoinBuffer(Generic[P, Q]):
         self._outcomes[key] = (ts, outcome)
         self._advance(ts)
         return None
+
+    def migrate_predictions(self, convert: Callable[[Any], P | None]) -> int:
+        """Replace each waiting prediction ``convert`` maps to a new value (an
+        older checkpoint's form); order and times stay. Returns how many."""
+        changed = [
+            (key, (ts, new))
+            for key, (ts, prediction) in self._predictions.items()
+            if (new := convert(prediction)) is not None
+        ]
+        self._predictions.update(changed)  # existing keys: their order stays
+        return len(changed)
 
     def _advance(self, ts: float) -> None:
         if ts > self._watermark:
