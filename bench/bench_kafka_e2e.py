@@ -14,10 +14,13 @@ an empty 4-partition outcomes topic, then for each client library:
   cost comes from its ``driftd_checkpoint_seconds`` histogram; peak RSS is
   the process's VmHWM.
 
-Then ``--profile-events`` events (default 200,000) are consumed by an
-in-process ``Daemon`` under cProfile (the run-loop thread; the client's own
-I/O thread is not in the profile) and the top functions are printed, grouped
-by where they live.
+Each ``driftd`` run is sampled by py-spy (if on PATH) for ``--sample-seconds``
+(default 3) from its first processed event: the share of the run loop in each
+stage (poll, pipeline, join, checkpoint, writes) and the functions holding
+the samples. A sampler, not cProfile: cProfile's per-call hooks slow the
+Python side several times, which changes what the client's consume() waits
+for and made it look like half of the loop. ``--profile-events N`` still adds
+a cProfile of an in-process ``Daemon`` over N events (function counts).
 
 A Tansu broker (see ../shared/kafka.md) is started on 127.0.0.1 and killed at
 the end, unless ``--bootstrap`` names one. Every wait is bounded; processes
@@ -36,6 +39,7 @@ import json
 import os
 import pstats
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -139,8 +143,12 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def run_driftd(bootstrap: str, topic: str, client: str, n: int, tmp: Path) -> dict[str, Any]:
-    """``driftd run`` on the topic until it processed ``n`` events; its figures."""
+def run_driftd(
+    bootstrap: str, topic: str, client: str, n: int, tmp: Path, sample_seconds: int = 0
+) -> dict[str, Any]:
+    """``driftd run`` on the topic until it processed ``n`` events; its figures.
+    With ``sample_seconds`` and py-spy on PATH, py-spy samples the process for
+    that long from its first processed event (``r["samples"]``: a raw file)."""
     port = free_port()
     group = f"e2e-{uuid.uuid4().hex[:8]}"
     cfg = tmp / f"e2e-{client}.toml"
@@ -154,6 +162,9 @@ def run_driftd(bootstrap: str, topic: str, client: str, n: int, tmp: Path) -> di
     samples: list[tuple[float, float]] = []
     last: dict[str, float] = {}
     rss = float("nan")
+    spy_out = tmp / f"e2e-{client}.pyspy"
+    spy: subprocess.Popen[bytes] | None = None
+    py_spy = shutil.which("py-spy") if sample_seconds > 0 else None
     try:
         progress = time.monotonic()
         count = 0.0
@@ -172,6 +183,12 @@ def run_driftd(bootstrap: str, topic: str, client: str, n: int, tmp: Path) -> di
             if new > count:
                 count, progress = new, now
                 samples.append((now, count))
+                if py_spy is not None and spy is None:
+                    spy = subprocess.Popen(
+                        [py_spy, "record", "--nonblocking", "--threads", "-r", "200", "-f", "raw",
+                         "-d", str(sample_seconds), "-o", str(spy_out), "--pid", str(proc.pid)],
+                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                    )  # fmt: skip
             elif now - progress > STALL_SECONDS:
                 print(f"  driftd stalled at {count:.0f} events", file=sys.stderr)
                 break
@@ -185,7 +202,12 @@ def run_driftd(bootstrap: str, topic: str, client: str, n: int, tmp: Path) -> di
                 break
             time.sleep(0.1)
         rss = peak_rss_mb(proc.pid)
+        if spy is not None:
+            spy.wait(timeout=sample_seconds + 30)
     finally:
+        if spy is not None and spy.poll() is None:
+            spy.kill()
+            spy.wait(timeout=10)
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGTERM)
             try:
@@ -211,7 +233,53 @@ def run_driftd(bootstrap: str, topic: str, client: str, n: int, tmp: Path) -> di
         "checkpoint_share": ck_sum / (t1 - t0) if t1 > t0 else float("nan"),
         "batch_share": batch_sum / (t1 - t0) if t1 > t0 else float("nan"),
         "peak_rss_mb": rss,
+        "samples": str(spy_out) if spy is not None and spy_out.exists() else None,
     }
+
+
+#: Stages of the run loop, for the inclusive shares of a sampled profile.
+STAGES = (
+    ("KafkaSource.poll", "poll: client consume + records"),
+    ("Pipeline.process", "pipeline: decode, detectors, join"),
+    ("JoinBuffer.add_prediction", "  of which the join"),
+    ("Daemon.checkpoint", "checkpoint: pickle + SQL"),
+    ("Daemon._write", "writing signals and counts"),
+)
+
+
+def summarize_samples(path: str, top: int) -> str:
+    """The run-loop thread of a py-spy raw profile: inclusive share of each
+    stage, then the functions that hold the samples (a C call, such as the
+    client's consume, counts for the Python function that made it)."""
+    total = 0
+    own: dict[str, int] = {}
+    stages = dict.fromkeys((name for name, _ in STAGES), 0)
+    for line in Path(path).read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        if not frames or "MainThread" not in frames[0]:
+            continue
+        k = int(count)
+        total += k
+        names = [f.split(" (", 1)[0] for f in frames[1:]]
+        for name in stages:
+            if name in names:
+                stages[name] += k
+        leaf = frames[-1]
+        fn, _, where = leaf.partition(" (")
+        module = where.rsplit(":", 1)[0]
+        own_key = f"{fn} ({module})"
+        own[own_key] = own.get(own_key, 0) + k
+    if not total:
+        return "py-spy recorded no samples of the run loop"
+    out = io.StringIO()
+    out.write(f"py-spy samples of the run loop ({total} samples at 200 Hz):\n")
+    for name, label in STAGES:
+        out.write(f"  {label:<40}{100 * stages[name] / total:>6.1f}%\n")
+    out.write("  functions by own samples:\n")
+    for key, k in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        out.write(f"    {100 * k / total:>5.1f}%  {key}\n")
+    return out.getvalue()
 
 
 def profile(bootstrap: str, topic: str, client: str, n: int, tmp: Path, top: int) -> str:
@@ -298,7 +366,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--batch", type=int, default=2000, help="records per poll (raw/source)")
     ap.add_argument("--clients", default="kafka-python,confluent")
-    ap.add_argument("--profile-events", type=int, default=200_000, help="0: no profile")
+    ap.add_argument("--sample-seconds", type=int, default=3,
+                    help="py-spy sampling of each driftd run (if py-spy is on PATH); 0: none")  # fmt: skip
+    ap.add_argument("--profile-events", type=int, default=0,
+                    help="also cProfile an in-process run of this many events")  # fmt: skip
     ap.add_argument("--profile-client", default="kafka-python")
     ap.add_argument("--top", type=int, default=20)
     ap.add_argument("--bootstrap", help="use this broker instead of starting Tansu")
@@ -314,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     broker = None if args.bootstrap else kc.Tansu()
     bootstrap = args.bootstrap or f"127.0.0.1:{broker.port}"  # type: ignore[union-attr]
     results: list[dict[str, Any]] = []
+    sampled: list[str] = []
     profile_text = ""
     try:
         with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp_name:
@@ -335,7 +407,8 @@ def main(argv: list[str] | None = None) -> int:
                                              group_id=f"e2e-{uuid.uuid4().hex[:8]}",
                                              session_timeout_ms=6000, heartbeat_interval_ms=1000)  # fmt: skip
                     if layer == "driftd":
-                        r = run_driftd(bootstrap, topic, client, args.events, tmp)
+                        r = run_driftd(bootstrap, topic, client, args.events, tmp,
+                                       args.sample_seconds)  # fmt: skip
                         print(f"{client:<13}{layer:<8}{r['events']:>10,}{r['join_s']:>8.1f}"
                               f"{r['read_s']:>8.1f}{r['events_per_s']:>11,.0f}{r['checkpoints']:>7}"
                               f"{r['checkpoint_mean_ms']:>9.1f}{r['checkpoint_p99_le_ms']:>11.0f}"
@@ -349,6 +422,10 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"{client:<13}{layer:<8}{count:>10,}{join:>8.1f}{read:>8.1f}"
                               f"{rate:>11,.0f}", flush=True)  # fmt: skip
                     results.append({"client": client, "layer": layer, **r})
+                    if r.get("samples"):
+                        sampled.append(f"{client}: " + summarize_samples(r["samples"], args.top))
+            for text in sampled:
+                print(text)
             if args.profile_events and not kc.STOP and args.profile_client in clients:
                 n = min(args.profile_events, args.events)
                 profile_text = profile(bootstrap, topic, args.profile_client, n, tmp, args.top)
