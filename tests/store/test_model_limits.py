@@ -5,9 +5,7 @@ promotion, and the upgrade of a schema-1 database; on SQLite and PostgreSQL
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
 
 import pytest
 from sqlalchemy import (
@@ -39,6 +37,7 @@ from monitor.store import (
     rule_state,
     schema_version,
 )
+from tests.helpers import run_concurrently
 
 ACTION = (("action", "retrain"), ("alert", "slack"))
 ALERT = (("alert", "slack"),)
@@ -111,27 +110,6 @@ def slots(store: Store) -> dict[tuple[str, str], tuple[float, str]]:
         (r["rule"], r["model"]): (r["last_event_time"], r["last_key"])
         for r in store.rows(rule_state)
     }
-
-
-def run_concurrently(*jobs: Callable[[], Any]) -> list[Any]:
-    barrier = threading.Barrier(len(jobs))
-    out: list[Any] = [None] * len(jobs)
-    errors: list[BaseException] = []
-
-    def run(i: int, job: Callable[[], Any]) -> None:
-        try:
-            barrier.wait(10)
-            out[i] = job()
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i, j)) for i, j in enumerate(jobs)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors, errors
-    return out
 
 
 @pytest.fixture

@@ -36,6 +36,7 @@ from monitor.store import (
     schema_version,
     signals,
 )
+from tests.helpers import run_concurrently
 
 TABLES = {
     "driftd_schema_version",
@@ -546,7 +547,7 @@ def test_concurrent_decisions_within_a_cooldown_fire_once(db: Store) -> None:
             )
             for i, s in enumerate(stores)
         ]
-        results = [r for rs in _run_concurrently(*jobs) for r in rs]
+        results = run_concurrently(*jobs)
         fired = [k for r in results for k in r.decisions]
         suppressed = [k for r in results for k in r.suppressed]
         assert len(fired) == 1 and len(suppressed) == 3
@@ -592,27 +593,6 @@ def test_silences_and_acknowledgements(db: Store) -> None:
 # -- concurrency ----------------------------------------------------------------------
 
 
-def _run_concurrently(*jobs: Callable[[], BatchResult]) -> list[list[BatchResult]]:
-    barrier = threading.Barrier(len(jobs))
-    out: list[list[BatchResult]] = [[] for _ in jobs]
-    errors: list[BaseException] = []
-
-    def run(i: int, job: Callable[[], BatchResult]) -> None:
-        try:
-            barrier.wait(10)
-            out[i].append(job())
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i, j)) for i, j in enumerate(jobs)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors, errors
-    return out
-
-
 def test_concurrent_writers_leave_exactly_one_row_per_key(db: Store) -> None:
     """Two engines write overlapping batches at once (as two instances replaying
     the same input would): every key lands once and is reported added once."""
@@ -639,8 +619,7 @@ def test_concurrent_writers_leave_exactly_one_row_per_key(db: Store) -> None:
 
     try:
         db.save_checkpoints([Checkpoint("shard/src/0", {"p": 0}, b"s", 1)])
-        results = _run_concurrently(writer(db, range(0, 60), 10), writer(other, range(20, 80), 7))
-        a, b = results[0][0], results[1][0]
+        a, b = run_concurrently(writer(db, range(0, 60), 10), writer(other, range(20, 80), 7))
         assert a.dead_letters + b.dead_letters == 80
         assert a.signals + b.signals == 80
         added = a.decisions + b.decisions
